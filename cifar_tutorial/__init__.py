@@ -1,0 +1,32 @@
+"""Classifying CIFAR-10 with neural networks: the code behind the book.
+
+Each module follows one part of the story:
+
+- :mod:`cifar_tutorial.data` -- loading CIFAR-10 and building ``tf.data`` pipelines
+  (chapter 4),
+- :mod:`cifar_tutorial.maths` -- NumPy reference versions of softmax, norms and
+  cross-entropy (chapters 2 and 3),
+- :mod:`cifar_tutorial.models` -- the seed's CNN, its output heads and stronger nets
+  (chapters 3, 5 and 7),
+- :mod:`cifar_tutorial.train` -- ``fit`` and a ``tf.GradientTape`` loop with
+  checkpoints, resume and NaN guards (chapters 5 and 6),
+- :mod:`cifar_tutorial.evaluate` -- accuracy, per-class accuracy, confusion matrix and
+  worst mistakes (chapter 5),
+- :mod:`cifar_tutorial.plots` -- the figures of the book,
+- :mod:`cifar_tutorial.recipes` -- the fast recipe of chapter 7,
+- :mod:`cifar_tutorial.distribute` -- ``tf.distribute`` strategies (chapter 8),
+- :mod:`cifar_tutorial.runtime` -- seeds, determinism, devices and smoke mode,
+- :mod:`cifar_tutorial.cli` -- ``python -m cifar_tutorial train|evaluate``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# TensorFlow's C++ start-up notices (oneDNN, CUDA probing) go straight to the
+# process's stderr; keep them out of notebooks unless the user asked for them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+__version__ = "1.0.0"
+
+__all__ = ["__version__"]

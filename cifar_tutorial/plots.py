@@ -1,0 +1,298 @@
+"""The book's figures. Every function returns its :class:`matplotlib.figure.Figure`.
+
+Figures are built with the object-oriented Matplotlib API (no global state), so
+they work in notebooks, in tests and in the command line alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from cifar_tutorial.train import History
+
+
+def image_grid(
+    images: np.ndarray,
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    predictions: Sequence[int] | None = None,
+    ncols: int = 8,
+    size: float = 1.3,
+) -> Figure:
+    """Show images with their class names (chapter 1).
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(n, 32, 32, 3)``, uint8 or floats in ``[0, 1]``.
+    labels : sequence of int
+        True labels.
+    class_names : sequence of str
+        Names in label order.
+    predictions : sequence of int, optional
+        Predicted labels; shown as "pred (true)", red where wrong.
+    ncols : int
+        Images per row.
+    size : float
+        Inches per image.
+
+    Returns
+    -------
+    Figure
+    """
+    n = len(images)
+    if n == 0:
+        raise ValueError("no images to show")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(ncols * size, nrows * (size + 0.25)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        ax.imshow(images[i], interpolation="nearest")
+        title = class_names[int(labels[i])]
+        color = "black"
+        if predictions is not None:
+            pred = int(predictions[i])
+            if pred != int(labels[i]):
+                title, color = f"{class_names[pred]}\n({title})", "crimson"
+            else:
+                title = class_names[pred]
+        ax.set_title(title, fontsize=8, color=color)
+    return fig
+
+
+def class_balance(
+    counts: Mapping[str, Sequence[int]] | Sequence[int], class_names: Sequence[str]
+) -> Figure:
+    """Bar chart of examples per class, one bar group per split (chapter 1).
+
+    Parameters
+    ----------
+    counts : mapping of split name to counts, or one sequence of counts
+        Counts per class.
+    class_names : sequence of str
+        Names in label order.
+
+    Returns
+    -------
+    Figure
+    """
+    if not isinstance(counts, Mapping):
+        counts = {"examples": counts}
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(counts)
+    x = np.arange(len(class_names))
+    for j, (split, values) in enumerate(counts.items()):
+        ax.bar(x + j * width - 0.4 + width / 2, values, width, label=split)
+    ax.set_xticks(x, class_names, rotation=30)
+    ax.set_ylabel("images")
+    ax.legend()
+    return fig
+
+
+def training_curves(histories: History | Mapping[str, History], title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, training solid and validation dashed (chapter 5).
+
+    Parameters
+    ----------
+    histories : History or mapping of label to History
+        One run, or several to compare (chapter 3 compares output heads).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Figure
+    """
+    if isinstance(histories, History):
+        histories = {"": histories}
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    colors = [f"C{i}" for i in range(10)]
+    for (label, h), color in zip(histories.items(), colors):
+        epochs = h["epoch"]
+        for ax, key in zip(axes, ("loss", "accuracy")):
+            prefix = f"{label} " if label else ""
+            ax.plot(epochs, h[key], color=color, label=f"{prefix}train")
+            val = np.asarray(h[f"val_{key}"], dtype=float)
+            if not np.all(np.isnan(val)):
+                ax.plot(epochs, val, color=color, linestyle="--", label=f"{prefix}validation")
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def confusion_matrix(
+    cm: np.ndarray, class_names: Sequence[str], normalize: bool = True
+) -> Figure:
+    """Heat map of a confusion matrix, rows true class, columns prediction (chapter 5).
+
+    Parameters
+    ----------
+    cm : numpy.ndarray
+        Counts, ``(k, k)``.
+    class_names : sequence of str
+        Names in label order.
+    normalize : bool
+        Show each row as shares of its true class.
+
+    Returns
+    -------
+    Figure
+    """
+    cm = np.asarray(cm, dtype=float)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    fig = Figure(figsize=(6.4, 5.6), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(shown, cmap="Blues", vmin=0)
+    k = len(class_names)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            value = f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+            color = "white" if shown[i, j] > 0.6 * shown.max() else "black"
+            ax.text(j, i, value, ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def mistakes(
+    images: np.ndarray,
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    confidence: Sequence[float],
+    class_names: Sequence[str],
+    ncols: int = 8,
+) -> Figure:
+    """The most confident wrong predictions, "predicted 97% (true)" (chapter 5).
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        The misclassified images.
+    y_true, y_pred : sequence of int
+        True and predicted labels.
+    confidence : sequence of float
+        Probability given to the predicted class.
+    class_names : sequence of str
+        Names in label order.
+    ncols : int
+        Images per row.
+
+    Returns
+    -------
+    Figure
+    """
+    fig = image_grid(images, y_true, class_names, predictions=y_pred, ncols=ncols, size=1.4)
+    for ax, p, c in zip(fig.axes, y_pred, confidence):
+        ax.set_title(f"{class_names[int(p)]} {c:.0%}\n({ax.get_title().split('(')[-1]}",
+                     fontsize=8, color="crimson")
+    return fig
+
+
+def output_normalizations(
+    scores: np.ndarray, outputs: Mapping[str, np.ndarray], class_names: Sequence[str] | None = None
+) -> Figure:
+    """Bars of one score vector after each output normalization (chapter 3).
+
+    A dashed line at 0 and the title's sum show which outputs are distributions.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        The raw scores ``z``, shape ``(k,)``.
+    outputs : mapping of name to numpy.ndarray
+        The normalized vectors, e.g. ``{"softmax": ..., "L2": ...}``.
+    class_names : sequence of str, optional
+        Tick labels.
+
+    Returns
+    -------
+    Figure
+    """
+    panels = {"scores z": np.asarray(scores), **{k: np.asarray(v) for k, v in outputs.items()}}
+    fig = Figure(figsize=(3.0 * len(panels), 3.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=False))
+    k = len(scores)
+    ticks = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    for i, (ax, (name, values)) in enumerate(zip(axes, panels.items())):
+        colors = ["C3" if v < 0 else ("C7" if i == 0 else "C0") for v in values]
+        ax.bar(range(k), values, color=colors)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(k), ticks, rotation=90 if k > 5 else 0, fontsize=8)
+        ax.set_title(f"{name}\nsum = {values.sum():.3f}", fontsize=9)
+    return fig
+
+
+def temperature_curves(scores: np.ndarray, temperatures: Sequence[float]) -> Figure:
+    """Softmax of the same scores at several temperatures (chapter 3).
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Scores ``z``, shape ``(k,)``.
+    temperatures : sequence of float
+        Temperatures ``T``; base ``b`` corresponds to ``T = 1 / ln b``.
+
+    Returns
+    -------
+    Figure
+    """
+    from cifar_tutorial.maths import temperature_softmax
+
+    fig = Figure(figsize=(6.4, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    k = len(scores)
+    width = 0.8 / len(temperatures)
+    for j, t in enumerate(temperatures):
+        ax.bar(np.arange(k) + j * width - 0.4 + width / 2, temperature_softmax(scores, t),
+               width, label=f"T = {t:g}")
+    ax.set_xticks(range(k))
+    ax.set_xlabel("class")
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def bar_comparison(values: Mapping[str, float], ylabel: str, title: str | None = None) -> Figure:
+    """Horizontal bars comparing one figure across runs (chapter 7).
+
+    Parameters
+    ----------
+    values : mapping of str to float
+        Run name to value (e.g. test accuracy).
+    ylabel : str
+        What the values are.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Figure
+    """
+    fig = Figure(figsize=(6.4, 0.5 * len(values) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    names = list(values)
+    ax.barh(names, [values[n] for n in names], color="C0")
+    for i, n in enumerate(names):
+        ax.text(values[n], i, f" {values[n]:.3f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return fig

@@ -1,0 +1,124 @@
+"""Seeds, determinism, devices and the smoke mode used by the tests.
+
+Chapter 1 ("Classification as a task") introduces these helpers in its setup cell;
+every later chapter calls them first.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+SMOKE_ENV = "CIFAR_TUTORIAL_SMOKE"
+"""Environment variable that turns the smoke mode on (``1``, ``true`` or ``yes``)."""
+
+
+def smoke_mode() -> bool:
+    """Tell whether notebooks should run in the small smoke mode.
+
+    The test configuration sets :data:`SMOKE_ENV` so that ``pytest --nbval`` runs
+    every chapter on a few hundred images for a step or two; readers get full runs.
+
+    Returns
+    -------
+    bool
+        True when the variable is set to ``1``, ``true`` or ``yes``.
+    """
+    return os.environ.get(SMOKE_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def budget(full: int, smoke: int) -> int:
+    """Pick a size (epochs, examples, steps) for the current mode.
+
+    Parameters
+    ----------
+    full : int
+        The value for a full run, the one the book's stored outputs come from.
+    smoke : int
+        The value for the smoke mode of the tests.
+
+    Returns
+    -------
+    int
+        ``smoke`` in smoke mode, else ``full``.
+    """
+    return smoke if smoke_mode() else full
+
+
+def set_seed(seed: int = 0, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow, and optionally make ops deterministic.
+
+    With ``deterministic=True`` TensorFlow picks deterministic kernels
+    (``tf.config.experimental.enable_op_determinism``), so that two runs with the
+    same seed give bit-identical weights on the same machine (about 10% slower).
+
+    Parameters
+    ----------
+    seed : int
+        The seed for :func:`keras.utils.set_random_seed`.
+    deterministic : bool
+        Also turn on TensorFlow's op determinism. It cannot be turned off again in
+        the same process.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def cpu_flags() -> set[str]:
+    """Return the CPU feature flags of this machine (empty where unknown).
+
+    Returns
+    -------
+    set of str
+        Flags as listed in ``/proc/cpuinfo`` on Linux.
+    """
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return set()
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def bf16_supported() -> bool:
+    """Tell whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16).
+
+    Chapter 7 uses ``mixed_bfloat16`` only where this holds: elsewhere emulated
+    bfloat16 is slower than float32.
+
+    Returns
+    -------
+    bool
+        True if a GPU is present or the CPU lists ``amx_bf16`` or ``avx512_bf16``.
+    """
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def describe_device() -> str:
+    """Describe what TensorFlow will compute on, in one line.
+
+    Returns
+    -------
+    str
+        For example ``"CPU (2 cores, x86_64)"`` or ``"1 GPU: NVIDIA H200"``.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = []
+        for gpu in gpus:
+            details = tf.config.experimental.get_device_details(gpu)
+            names.append(details.get("device_name", gpu.name))
+        return f"{len(gpus)} GPU: " + ", ".join(names)
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
