@@ -141,6 +141,28 @@ class CifarData:
             y_test=cut(self.y_test, test),
         )
 
+    def limit_in_smoke_mode(
+        self, train: int = 1024, val: int = 256, test: int = 512
+    ) -> CifarData:
+        """Return a small subset in the smoke mode of the tests, else ``self``.
+
+        Notebooks call this right after loading, so that ``pytest --nbval`` runs
+        them in minutes while readers train on everything.
+
+        Parameters
+        ----------
+        train, val, test : int
+            Sizes kept in smoke mode.
+
+        Returns
+        -------
+        CifarData
+            ``self`` in a full run, a subset in smoke mode.
+        """
+        from cifar_tutorial.runtime import smoke_mode
+
+        return self.subset(train, val, test) if smoke_mode() else self
+
     def dataset(
         self,
         split: str,
