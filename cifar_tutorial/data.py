@@ -3,8 +3,8 @@
 Two sources give the same :class:`CifarData`:
 
 ``"folder"``
-    An image folder ``root/{train,test}/<class>/*.{jpg,jpeg,png}`` read with
-    ``tfds.ImageFolder``, given by argument or by the environment variable
+    An image folder ``root/{train,test}/<class>/*.{jpg,jpeg,png}`` read in
+    ``tfds.ImageFolder``'s order, given by argument or by the environment variable
     ``CIFAR10_DIR``. Works offline.
 ``"tfds"``
     The TensorFlow Datasets ``cifar10`` data set, prepared already or downloaded
@@ -462,13 +462,11 @@ def check_image_folder(root: str | os.PathLike) -> list[str]:
     return classes["train"]
 
 
-def _find_undecodable(root: Path) -> Path | None:
-    """Return the first image under ``root`` that Pillow cannot fully decode."""
+def _find_undecodable(paths: Sequence[str]) -> Path | None:
+    """Return the first of ``paths`` that Pillow cannot fully decode."""
     from PIL import Image
 
-    for path in sorted(root.glob("*/*/*")):
-        if not _visible(path) or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+    for path in map(Path, sorted(paths)):
         try:
             with Image.open(path) as img:
                 img.load()
@@ -477,13 +475,33 @@ def _find_undecodable(root: Path) -> Path | None:
     return None
 
 
+def _image_files(root: Path, split: str, names: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Visible image files of one split and their labels, in ``tfds.ImageFolder``'s order.
+
+    Only the class folders in ``names`` are read and hidden files (``._x.jpg``
+    copies from macOS, say) are skipped, so nothing else can shift the labels.
+    """
+    import random
+
+    examples = [
+        (os.path.join(root, split, name, f), label)
+        for label, name in enumerate(names)
+        for f in sorted(os.listdir(root / split / name))
+        if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)
+    ]
+    random.Random(split).shuffle(examples)  # the order tfds.ImageFolder gives
+    return [p for p, _ in examples], [y for _, y in examples]
+
+
 def read_image_folder(
     root: str | os.PathLike,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
-    """Read ``root/{train,test}/<class>/*`` into uint8 arrays with ``tfds.ImageFolder``.
+    """Read ``root/{train,test}/<class>/*`` into uint8 arrays.
 
     The folder is checked first with :func:`check_image_folder`; an image that
-    passes the header check but fails to decode is named too.
+    passes the header check but fails to decode is named too. Images are decoded
+    with ``tf.data`` in the order ``tfds.ImageFolder`` gives (classes sorted, files
+    shuffled with a fixed seed per split), skipping hidden files and folders.
 
     Parameters
     ----------
@@ -494,21 +512,33 @@ def read_image_folder(
     -------
     tuple
         ``(x_train, y_train), (x_test, y_test), class_names``.
+
+    Raises
+    ------
+    DataError
+        If :func:`check_image_folder` refuses the folder or an image cannot be
+        decoded.
     """
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     root = Path(root)
     names = check_image_folder(root)
-    builder = tfds.ImageFolder(str(root))
     out = []
     for split in SPLITS:
-        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-        ds = ds.map(lambda x, y: (tf.ensure_shape(x, IMAGE_SHAPE), tf.cast(y, tf.int32)))
+        paths, labels = _image_files(root, split, names)
+
+        def decode(path, label):
+            image = tf.io.decode_image(
+                tf.io.read_file(path), channels=3, dtype=tf.uint8, expand_animations=False
+            )
+            return tf.ensure_shape(image, IMAGE_SHAPE), label
+
+        ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         try:
             x, y = _to_numpy(ds)
         except tf.errors.OpError:
-            bad = _find_undecodable(root / split)
+            bad = _find_undecodable(paths)
             where = f"{bad} cannot be decoded" if bad else f"an image in {root / split} cannot be decoded"
             raise DataError(f"{where}; delete it or replace it with a valid copy") from None
         out.append((x, y))
@@ -523,13 +553,13 @@ def _to_numpy(ds) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs).astype(np.uint8), np.concatenate(ys).astype(np.int32)
 
 
-def network_reachable(host: tuple[str, int] = TFDS_HOST, timeout: float = 3.0) -> bool:
+def network_reachable(host: tuple[str, int] | None = None, timeout: float = 3.0) -> bool:
     """Tell within ``timeout`` seconds whether ``host`` accepts a TCP connection.
 
     Parameters
     ----------
-    host : (str, int)
-        Host name and port.
+    host : (str, int), optional
+        Host name and port; :data:`TFDS_HOST` (read at call time) by default.
     timeout : float
         Seconds to wait (name lookup included).
 
@@ -538,19 +568,24 @@ def network_reachable(host: tuple[str, int] = TFDS_HOST, timeout: float = 3.0) -
     bool
         True if a connection opened.
     """
-    import concurrent.futures as cf
+    import threading
 
-    def connect() -> bool:
-        with socket.create_connection(host, timeout=timeout):
-            return True
+    host = TFDS_HOST if host is None else host
+    result: list[bool] = []
 
-    pool = cf.ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(connect).result(timeout=timeout + 0.5)
-    except Exception:  # noqa: BLE001 - any failure means unreachable
-        return False
-    finally:
-        pool.shutdown(wait=False)
+    def connect() -> None:
+        try:
+            with socket.create_connection(host, timeout=timeout):
+                result.append(True)
+        except Exception:  # noqa: BLE001 - any failure means unreachable
+            result.append(False)
+
+    # A daemon thread: a name lookup that hangs offline must not keep the process
+    # alive at exit either (a thread pool's worker would be joined at exit).
+    thread = threading.Thread(target=connect, name="network-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result) and result[0]
 
 
 def read_tfds(
@@ -587,7 +622,23 @@ def read_tfds(
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=None if data_dir is None else str(data_dir))
+
+    def read_splits() -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for split in SPLITS:
+            ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+            ds = ds.map(lambda x, y: (tf.ensure_shape(x, IMAGE_SHAPE), tf.cast(y, tf.int32)))
+            out.append(_to_numpy(ds))
+        return out
+
     if not _tfds_prepared(builder):
+        try:
+            # Prepared data TFDS cannot see in its index (or TFDS's test mocks).
+            out = read_splits()
+        except Exception:  # noqa: BLE001 - "not prepared" comes in several types
+            out = None
+        if out is not None:
+            return out[0], out[1], list(builder.info.features["label"].names)
         if not download:
             raise DataError(
                 f"TFDS '{name}' is not prepared in {builder.data_dir} and downloading is off.\n"
@@ -600,17 +651,13 @@ def read_tfds(
                 "TFDS needs the package importlib_resources to download data: "
                 "pip install importlib_resources"
             ) from None
-        if not network_reachable(timeout=network_timeout):
+        if not network_reachable(TFDS_HOST, timeout=network_timeout):
             raise DataError(
                 f"TFDS '{name}' is not prepared and its server {TFDS_HOST[0]} cannot be "
                 f"reached within {network_timeout:g} s (offline?).\n" + HOW_TO_GET_DATA
             )
         builder.download_and_prepare()
-    out = []
-    for split in SPLITS:
-        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-        ds = ds.map(lambda x, y: (tf.ensure_shape(x, IMAGE_SHAPE), tf.cast(y, tf.int32)))
-        out.append(_to_numpy(ds))
+    out = read_splits()
     names = list(builder.info.features["label"].names)
     return out[0], out[1], names
 

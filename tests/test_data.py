@@ -1,0 +1,134 @@
+"""Loading CIFAR-10 (chapter 4): folder and TFDS sources, splits, pipelines."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_tutorial import data
+
+
+def test_folder_arrays(tiny_data) -> None:
+    assert tiny_data.class_names == data.CLASS_NAMES
+    assert tiny_data.sizes() == {"train": 90, "val": 30, "test": 40}
+    for split in ("train", "val", "test"):
+        x, y = tiny_data.arrays(split)
+        assert x.shape[1:] == (32, 32, 3) and x.dtype == np.uint8
+        assert y.dtype == np.int32 and set(np.unique(y)) <= set(range(10))
+    assert "image folder" in tiny_data.source
+
+
+def test_labels_follow_folders(tiny_folder: Path) -> None:
+    """Each class's synthetic colour must come back under its own label."""
+    d = data.load_cifar10("folder", tiny_folder, val_fraction=0)
+    colours = np.array([(np.arange(3) * 53 + c * 23) % 256 for c in range(10)])  # the fixture's
+    for label in range(10):
+        mean_of_class = d.x_train[d.y_train == label].reshape(-1, 3).mean(axis=0)
+        nearest = np.argmin(np.abs(colours - mean_of_class).sum(axis=1))
+        assert nearest == label
+
+
+def test_validation_split_is_stratified_and_seeded() -> None:
+    y = np.repeat(np.arange(10), 100)
+    x = np.arange(1000)
+    xt, yt, xv, yv = data.split_validation(x, y, 0.1, seed=3)
+    assert len(xv) == 100 and np.all(np.bincount(yv) == 10)
+    assert set(xt).isdisjoint(xv) and len(xt) + len(xv) == 1000
+    again = data.split_validation(x, y, 0.1, seed=3)
+    np.testing.assert_array_equal(again[2], xv)
+    other = data.split_validation(x, y, 0.1, seed=4)
+    assert not np.array_equal(other[2], xv)
+
+
+def test_env_variable_selects_folder(tiny_folder: Path, monkeypatch) -> None:
+    monkeypatch.setenv(data.ENV_DIR, str(tiny_folder))
+    d = data.load_cifar10(val_fraction=0)
+    assert d.sizes()["train"] == 120 and "image folder" in d.source
+
+
+def test_dataset_scales_and_batches(tiny_data) -> None:
+    ds = tiny_data.dataset("train", batch_size=16, label_mode="onehot", seed=1)
+    batches = list(ds.as_numpy_iterator())
+    assert [len(b[1]) for b in batches] == [16] * 5 + [10]
+    x, y = batches[0]
+    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert y.shape == (16, 10) and np.all(y.sum(axis=1) == 1)
+    # /255, not /256: the brightest uint8 value maps to exactly 1.0
+    first = tiny_data.dataset("test", batch_size=40, shuffle=False)
+    xs, ys = next(iter(first.as_numpy_iterator()))
+    np.testing.assert_allclose(xs, tiny_data.x_test / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ys, tiny_data.y_test)
+
+
+def test_shuffle_order_depends_on_seed_only(tiny_data) -> None:
+    def labels(seed: int) -> np.ndarray:
+        return np.concatenate([y for _, y in tiny_data.dataset("train", 32, seed=seed).as_numpy_iterator()])
+
+    np.testing.assert_array_equal(labels(5), labels(5))
+    assert not np.array_equal(labels(5), labels(6))
+
+
+def test_augmentation_is_seeded_and_keeps_shape(tiny_data) -> None:
+    aug = data.flip_and_translate(pad=4)
+    a = next(iter(tiny_data.dataset("train", 8, seed=2, augment=aug).as_numpy_iterator()))[0]
+    b = next(iter(tiny_data.dataset("train", 8, seed=2, augment=aug).as_numpy_iterator()))[0]
+    plain = next(iter(tiny_data.dataset("train", 8, seed=2).as_numpy_iterator()))[0]
+    assert a.shape == (8, 32, 32, 3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, plain)
+
+
+def test_subset_and_smoke_mode(tiny_data, monkeypatch) -> None:
+    small = tiny_data.subset(train=7, val=3, test=5)
+    assert small.sizes() == {"train": 7, "val": 3, "test": 5}
+    monkeypatch.setenv("CIFAR_TUTORIAL_SMOKE", "1")
+    assert tiny_data.limit_in_smoke_mode(train=4, val=2, test=3).sizes() == {"train": 4, "val": 2, "test": 3}
+    monkeypatch.setenv("CIFAR_TUTORIAL_SMOKE", "0")
+    assert tiny_data.limit_in_smoke_mode(train=4) is tiny_data
+
+
+def test_class_counts() -> None:
+    np.testing.assert_array_equal(data.class_counts([0, 0, 2], 4), [2, 0, 1, 0])
+
+
+def test_tfds_source_with_mock_data(tmp_path: Path) -> None:
+    """The TFDS path, run on TFDS's own offline mock data."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        (x_tr, y_tr), (x_te, y_te), names = data.read_tfds(tmp_path, download=False)
+    assert x_tr.shape == (24, 32, 32, 3) and x_tr.dtype == np.uint8
+    assert x_te.shape == (24, 32, 32, 3) and y_te.dtype == np.int32
+    assert len(names) == 10
+
+
+def test_tfds_offline_fails_fast(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(data, "TFDS_HOST", ("192.0.2.1", 9))  # TEST-NET-1: never routed
+    start = time.perf_counter()
+    with pytest.raises(data.DataError, match="CIFAR10_DIR"):
+        data.load_cifar10("tfds", tfds_data_dir=tmp_path, network_timeout=1.0)
+    assert time.perf_counter() - start < 10
+
+
+def test_tfds_not_prepared_without_download(tmp_path: Path) -> None:
+    with pytest.raises(data.DataError, match="not prepared"):
+        data.load_cifar10("tfds", tfds_data_dir=tmp_path, download=False)
+
+
+@pytest.mark.real_data
+def test_real_cifar10(real_folder: Path) -> None:
+    d = data.load_cifar10("folder", real_folder, val_fraction=0.1, seed=0)
+    assert d.sizes() == {"train": 45_000, "val": 5_000, "test": 10_000}
+    assert len(d.y_train) + len(d.y_val) == 50_000
+    assert d.class_names == data.CLASS_NAMES
+    assert d.x_train.shape == (45_000, 32, 32, 3) and d.x_train.dtype == np.uint8
+    np.testing.assert_array_equal(data.class_counts(d.y_test), [1000] * 10)
+    np.testing.assert_array_equal(data.class_counts(np.concatenate([d.y_train, d.y_val])), [5000] * 10)
+    np.testing.assert_array_equal(data.class_counts(d.y_val), [500] * 10)
+    assert d.x_test.min() == 0 and d.x_test.max() == 255
+    x, y = next(iter(d.dataset("test", 256).as_numpy_iterator()))
+    assert x.dtype == np.float32 and x.shape == (256, 32, 32, 3) and 0 <= x.min() and x.max() <= 1
+    assert 0.4 < x.mean() < 0.55  # CIFAR-10's mean pixel is about 0.47
