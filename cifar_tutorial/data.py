@@ -374,17 +374,22 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def check_image_folder(root: str | os.PathLike) -> list[str]:
-    """Check an image folder's layout and every image's header, without decoding.
+def check_image_folder(root: str | os.PathLike, headers: bool = False) -> list[str]:
+    """Check an image folder's layout and file names; optionally every image header.
 
-    Hidden files (``.DS_Store`` and the like) are ignored. Each image is opened
-    with Pillow, which reads only its header: the check of 60,000 files takes a few
-    seconds.
+    Hidden files (``.DS_Store`` and the like) are ignored. The layout check lists
+    folders only and takes a fraction of a second for 60,000 files; with
+    ``headers=True`` each image is also opened with Pillow, which reads its header
+    (size and colour mode) but does not decode it: a few seconds more.
+    :func:`read_image_folder` checks sizes while decoding instead, and calls this
+    with ``headers=True`` only to name the culprit when decoding fails.
 
     Parameters
     ----------
     root : path
         The folder holding ``train/`` and ``test/``.
+    headers : bool
+        Also open every image and check that it is 32x32 RGB.
 
     Returns
     -------
@@ -435,17 +440,21 @@ def check_image_folder(root: str | os.PathLike) -> list[str]:
     for split in SPLITS:
         for name in classes[split]:
             class_dir = root / split / name
-            files = [p for p in sorted(class_dir.iterdir()) if _visible(p)]
-            if not files:
+            with os.scandir(class_dir) as it:  # d_type from the listing: no stat per file
+                entries = sorted((e.name, e.is_dir()) for e in it if not e.name.startswith("."))
+            if not entries:
                 raise DataError(f"class folder {class_dir} holds no images")
-            for path in files:
-                if path.is_dir():
+            for file_name, is_dir in entries:
+                path = class_dir / file_name
+                if is_dir:
                     raise DataError(f"{path} is a folder inside a class folder; remove it")
                 if path.suffix.lower() not in IMAGE_SUFFIXES:
                     raise DataError(
                         f"{path} is not an image (only {', '.join(IMAGE_SUFFIXES)} are read); "
                         "remove it or move it out of the data folder"
                     )
+                if not headers:
+                    continue
                 try:
                     with Image.open(path) as img:
                         size, mode = img.size, img.mode
@@ -498,8 +507,8 @@ def read_image_folder(
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], list[str]]:
     """Read ``root/{train,test}/<class>/*`` into uint8 arrays.
 
-    The folder is checked first with :func:`check_image_folder`; an image that
-    passes the header check but fails to decode is named too. Images are decoded
+    The layout is checked first with :func:`check_image_folder`; an image that
+    fails to decode, or is not 32x32 RGB, is named in the error. Images are decoded
     with ``tf.data`` in the order ``tfds.ImageFolder`` gives (classes sorted, files
     shuffled with a fixed seed per split), skipping hidden files and folders.
 
@@ -526,23 +535,39 @@ def read_image_folder(
     out = []
     for split in SPLITS:
         paths, labels = _image_files(root, split, names)
-
-        def decode(path, label):
-            image = tf.io.decode_image(
-                tf.io.read_file(path), channels=3, dtype=tf.uint8, expand_animations=False
-            )
-            return tf.ensure_shape(image, IMAGE_SHAPE), label
-
         ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
-        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(_decode_checked, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        xs, ys, oks = [], [], []
         try:
-            x, y = _to_numpy(ds)
+            for x, y, ok in ds.batch(4096).as_numpy_iterator():
+                xs.append(x)
+                ys.append(y)
+                oks.append(ok)
         except tf.errors.OpError:
             bad = _find_undecodable(paths)
             where = f"{bad} cannot be decoded" if bad else f"an image in {root / split} cannot be decoded"
             raise DataError(f"{where}; delete it or replace it with a valid copy") from None
-        out.append((x, y))
+        ok = np.concatenate(oks)
+        if not ok.all():
+            wrong = [paths[i] for i in np.flatnonzero(~ok)]
+            check_image_folder(root, headers=True)  # names the first culprit precisely
+            raise DataError(
+                f"{len(wrong)} image(s) are not 32x32 RGB, e.g. {wrong[0]}; CIFAR-10 images "
+                "are 32x32 RGB. Convert or remove them"
+            )
+        out.append((np.concatenate(xs), np.concatenate(ys)))
     return out[0], out[1], names
+
+
+def _decode_checked(path, label):
+    """Decode one image file keeping its own channels; flag it unless 32x32x3."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.uint8,
+                               expand_animations=False)
+    ok = tf.reduce_all(tf.equal(tf.shape(image), IMAGE_SHAPE))
+    image = tf.cond(ok, lambda: image, lambda: tf.zeros(IMAGE_SHAPE, tf.uint8))
+    return tf.ensure_shape(image, IMAGE_SHAPE), label, ok
 
 
 def _to_numpy(ds) -> tuple[np.ndarray, np.ndarray]:
