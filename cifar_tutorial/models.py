@@ -219,3 +219,32 @@ def build_model(name: str = "seed", head: str | None = None, **kwargs) -> keras.
             raise ValueError("the fast net ends in logits; it takes no other head")
         return recipes.build_fast_net(**kwargs)
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def layer_table(model: keras.Model) -> str:
+    """A plain-text table of layers, output shapes and parameter counts (chapter 5).
+
+    Unlike ``model.summary()``, the text does not depend on the terminal's width, so
+    notebooks can compare it between runs.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built model.
+
+    Returns
+    -------
+    str
+        One line per layer and a total.
+    """
+    rows = [("layer", "output shape", "parameters")]
+    for layer in model.layers:
+        shape = getattr(layer, "output", None)
+        shape = tuple(shape.shape) if shape is not None else "?"
+        rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}"))
+    rows.append(("total", "", f"{model.count_params():,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    return "\n".join(lines)
