@@ -59,7 +59,8 @@ def test() -> None:
     """Run the unit tests, the notebooks in smoke mode (strict nbval) and the book tests."""
     setup()
     env = {**os.environ, "CIFAR_TUTORIAL_SMOKE": "1"}
-    run(PYTHON, "-m", "pytest", "--nbval", "--nbval-cell-timeout=900", "-p", "no:cacheprovider",
+    run(PYTHON, "-m", "pytest", "--nbval", "--nbval-cell-timeout=900",
+        "--nbval-sanitize-with", "chapters/nbval-sanitize.cfg", "-p", "no:cacheprovider",
         *sys.argv[2:], env=env)
 
 
