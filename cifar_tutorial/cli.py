@@ -151,18 +151,12 @@ def check_output_folder(out: str | os.PathLike) -> Path:
     UsageError
         If the folder cannot be created or written.
     """
-    path = Path(out)
+    from cifar_tutorial.train import check_output_folder as check
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise UsageError(
-            f"cannot write to output folder {path} ({err.strerror or err}); "
-            "choose a folder you can write to with --out"
-        ) from None
-    return path
+        return check(out)
+    except ValueError as err:
+        raise UsageError(f"{err} with --out") from None
 
 
 def _load_data(args: argparse.Namespace, seed: int):
@@ -365,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("\nstopped before training started; nothing was lost", file=sys.stderr)
+    except KeyboardInterrupt:  # outside the epochs: loading, evaluating, writing
+        if args.command == "train":
+            where = Path(args.out) / "checkpoint"
+            print(f"\nstopped (Ctrl-C); finished epochs, if any, are kept in {where}. "
+                  "Run the same command again to resume.", file=sys.stderr)
+        else:
+            print("\nstopped (Ctrl-C); run the same command again", file=sys.stderr)
         return EXIT_INTERRUPTED

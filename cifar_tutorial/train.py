@@ -9,7 +9,7 @@ chapter 6 ("A custom training loop") opens the ``loop="custom"`` path, whose ste
 - write a checkpoint after every finished epoch (weights, optimizer state and
   history; atomically) when given ``out_dir``, and resume from it when started
   again with the same settings;
-- stop with :class:`TrainingDiverged` when the loss turns NaN or infinite, keeping
+- stop with :class:`TrainingDiverged` when the loss turns NaN, infinite or huge, keeping
   the last good checkpoint, and with :class:`TrainingInterrupted` on Ctrl-C;
 - accept a ``tf.distribute`` strategy (chapter 8).
 """
@@ -35,6 +35,10 @@ from cifar_tutorial.data import CifarData
 from cifar_tutorial.models import outputs_logits
 
 CHECKPOINT_DIR = "checkpoint"
+DIVERGED_LOSS = 1e4
+"""A mean loss above this counts as diverged, like NaN: cross-entropy starts near
+``ln 10 = 2.3``, and a finite loss of 1e21 (Adam with a learning rate of 1000) means
+the weights have blown up for good."""
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -43,7 +47,7 @@ class TrainingError(RuntimeError):
 
 
 class TrainingDiverged(TrainingError):
-    """The loss became NaN or infinite.
+    """The loss became NaN, infinite or larger than :data:`DIVERGED_LOSS`.
 
     Attributes
     ----------
@@ -322,7 +326,7 @@ def _custom_epoch(step: Callable, dataset, strategy, max_steps: int | None, guar
         if max_steps is not None and i >= max_steps:
             break
         s, c, n = (float(v) for v in step(batch))
-        if not math.isfinite(s):
+        if _diverged(s / max(n, 1.0)):
             guard.bad_batch = i
             break
         loss_sum, correct, count = loss_sum + s, correct + c, count + n
@@ -334,8 +338,12 @@ def _custom_epoch(step: Callable, dataset, strategy, max_steps: int | None, guar
 # --------------------------------------------------------------------------- callbacks
 
 
+def _diverged(loss: float) -> bool:
+    return not math.isfinite(loss) or loss > DIVERGED_LOSS
+
+
 class _NaNGuard(keras.callbacks.Callback):
-    """Stop ``fit`` at the first batch whose loss is not finite."""
+    """Stop ``fit`` at the first batch whose loss is not finite or explodes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -343,7 +351,7 @@ class _NaNGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if loss is not None and _diverged(float(loss)):
             self.bad_batch = batch
             self.model.stop_training = True
 
@@ -419,9 +427,18 @@ class _Checkpoint:
                 old.unlink(missing_ok=True)
 
     def restore(self, model: keras.Model, state: dict) -> None:
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+        # The weights file holds the optimizer's state, learning rate included; keep
+        # the learning rate the caller compiled with (e.g. a smaller one to go on).
+        optimizer = model.optimizer
+        lr = None
+        if optimizer is not None:
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
+            if isinstance(optimizer.learning_rate, keras.Variable):
+                lr = keras.ops.convert_to_numpy(optimizer.learning_rate)
         model.load_weights(self.folder / state["weights"])
+        if lr is not None:
+            optimizer.learning_rate.assign(lr)
 
 
 def _fingerprint(model: keras.Model, loop: str, batch_size: int, seed: int, label_mode: str) -> dict:
@@ -445,6 +462,40 @@ def _format_epoch(record: dict, epochs: int) -> str:
         if value is not None and not math.isnan(value):
             parts.append(f"{key} {value:.4f}")
     return " - ".join(parts)
+
+
+def check_output_folder(out_dir: str | os.PathLike) -> Path:
+    """Create ``out_dir`` if needed and check that files can be written in it.
+
+    Called before any training, so that a bad folder costs seconds, not an epoch.
+
+    Parameters
+    ----------
+    out_dir : path
+        The output folder.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Raises
+    ------
+    ValueError
+        If the folder cannot be created or written (e.g. a path under a file).
+    """
+    path = Path(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"  # workers may share the folder
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(
+            f"cannot write to output folder {path} ({err.strerror or err}); "
+            "choose a folder you can write to"
+        ) from None
+    return path
 
 
 def check_training_args(epochs: int, batch_size: int, num_train: int) -> None:
@@ -524,7 +575,7 @@ def train(
     Raises
     ------
     TrainingDiverged
-        When the loss becomes NaN or infinite; the last good weights are put
+        When the loss becomes NaN, infinite or huge; the last good weights are put
         back into ``model`` (and stay in the checkpoint).
     TrainingInterrupted
         On Ctrl-C; finished epochs stay in the checkpoint.
@@ -541,7 +592,7 @@ def train(
     history = History()
     checkpoint: _Checkpoint | None = None
     if out_dir is not None:
-        folder = Path(out_dir) / CHECKPOINT_DIR
+        folder = check_output_folder(out_dir) / CHECKPOINT_DIR
         if not is_chief(strategy):
             folder = Path(tempfile.mkdtemp(prefix="cifar-tutorial-worker-"))
         checkpoint = _Checkpoint(folder)
@@ -588,7 +639,7 @@ def train(
                 record = {k: float(v[-1]) for k, v in logs.items() if k in ("loss", "accuracy")}
             else:
                 record = _custom_epoch(step, train_ds, strategy_, max_steps_per_epoch, guard)
-            if guard.bad_batch is None and math.isfinite(record["loss"]) and val_ds is not None:
+            if guard.bad_batch is None and not _diverged(record["loss"]) and val_ds is not None:
                 scores = model.evaluate(val_ds, verbose=0, return_dict=True)
                 record["val_loss"] = float(scores["loss"])
                 record["val_accuracy"] = float(scores["accuracy"])
@@ -606,7 +657,7 @@ def train(
                 done,
             ) from None
 
-        if guard.bad_batch is not None or not math.isfinite(record["loss"]):
+        if guard.bad_batch is not None or _diverged(record["loss"]):
             _restore_last_good(model, checkpoint, history)
             lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
             kept = (
@@ -615,7 +666,7 @@ def train(
                 else "No epoch had finished, so no weights were kept."
             )
             raise TrainingDiverged(
-                f"the loss became NaN or infinite in epoch {epoch + 1}"
+                f"the loss diverged (NaN, infinite or above {DIVERGED_LOSS:g}) in epoch {epoch + 1}"
                 f"{'' if guard.bad_batch is None else f' (batch {guard.bad_batch + 1})'}. "
                 f"The learning rate ({lr:g}) is probably too high: try one 10x smaller. {kept}",
                 epoch + 1,
