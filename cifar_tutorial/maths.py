@@ -210,10 +210,10 @@ def categorical_crossentropy(
         raise ValueError(f"p and q must have the same shape, got {p.shape} and {q.shape}")
     if epsilon > 0:
         q = np.clip(q, epsilon, 1 - epsilon)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         logq = np.log(q)
-    # 0 * log(0) counts as 0: only classes with p > 0 contribute.
-    terms = np.where(p > 0, p * logq, 0.0)
+        # 0 * log(0) counts as 0: only classes with p > 0 contribute.
+        terms = np.where(p > 0, p * logq, 0.0)
     return -np.sum(terms, axis=axis)
 
 

@@ -7,6 +7,7 @@ they work in notebooks, in tests and in the command line alike.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -296,3 +297,41 @@ def bar_comparison(values: Mapping[str, float], ylabel: str, title: str | None =
     if title:
         ax.set_title(title)
     return fig
+
+
+def enable_notebook_display(shell=None) -> bool:
+    """Let IPython show the figures of this module as PNG images (chapter 1).
+
+    The figures are built without ``pyplot``, so no Matplotlib backend registers a
+    display hook for them: in a notebook, a cell ending in ``plots.image_grid(...)``
+    would show only ``<Figure size ... with ... Axes>``. This registers the same
+    PNG formatter that ``%matplotlib inline`` would, unless one is registered already.
+    It runs once when the module is imported.
+
+    Parameters
+    ----------
+    shell : IPython.core.interactiveshell.InteractiveShell, optional
+        The shell to configure; by default the running one, if any.
+
+    Returns
+    -------
+    bool
+        True if a formatter for figures is in place afterwards.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return False
+    shell = shell if shell is not None else get_ipython()
+    if shell is None:
+        return False
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)
+    except KeyError:
+        png.for_type(Figure, partial(print_figure, fmt="png", base64=True, bbox_inches="tight"))
+    return True
+
+
+enable_notebook_display()
