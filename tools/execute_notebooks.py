@@ -38,6 +38,21 @@ def machine_paths(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
+def merge_streams(nb: nbformat.NotebookNode) -> None:
+    """Join consecutive stdout (or stderr) outputs of a cell into one, as nbval does."""
+    for cell in nb.cells:
+        merged: list = []
+        for out in cell.get("outputs", []):
+            if (merged and out.get("output_type") == "stream"
+                    and merged[-1].get("output_type") == "stream"
+                    and merged[-1].get("name") == out.get("name")):
+                merged[-1]["text"] += out["text"]
+            else:
+                merged.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+
+
 def execute(path: Path, kernel: str = "python3") -> float:
     """Execute one notebook in place; return the wall time in seconds."""
     nb = nbformat.read(path, as_version=4)
@@ -51,6 +66,7 @@ def execute(path: Path, kernel: str = "python3") -> float:
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
+    merge_streams(nb)
     leaks = machine_paths(nb)
     if leaks:
         raise SystemExit(f"{path}: outputs show machine paths {sorted(set(leaks))[:5]}; not saved")
