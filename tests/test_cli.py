@@ -338,3 +338,25 @@ def test_exploding_loss_exits_3_and_names_the_epoch(folder: Path, tmp_path: Path
     line = _one_error(err)
     assert "in epoch 1" in line and "learning rate (1000)" in line and "10x smaller" in line
     _nothing_written(out)
+
+
+def test_offline_tfds_exits_2_in_seconds(tmp_path: Path, monkeypatch, capsys) -> None:
+    import socket
+
+    import tensorflow_datasets  # noqa: F401 - import time is not what we measure
+
+    from cifar_tutorial import data
+
+    with socket.socket() as s:  # a port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(data, "TFDS_HOST", ("127.0.0.1", port))
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    code, err = _main(["train", "--source", "tfds", "--tfds-data-dir", tmp_path / "tfds",
+                       "--out", out, "--epochs", 1], capsys)
+    assert time.perf_counter() - start < 10
+    assert code == cli.EXIT_BAD_INPUT
+    assert "cannot be reached" in _one_error(err)
+    assert "CIFAR10_DIR" in err  # how to get the data instead
+    _nothing_written(out)
