@@ -28,7 +28,7 @@ import pytest
 
 from cifar_tutorial import cli
 from tests.fixtures import make_image_folder
-from tests.test_reliability import BAD_FOLDERS, _fresh
+from tests.test_reliability import BAD_FOLDERS, _closed_port, _fresh
 
 DELAY = 0.3
 """Seconds each training batch waits in the slowed runs, so that an epoch lasts
@@ -341,16 +341,11 @@ def test_exploding_loss_exits_3_and_names_the_epoch(folder: Path, tmp_path: Path
 
 
 def test_offline_tfds_exits_2_in_seconds(tmp_path: Path, monkeypatch, capsys) -> None:
-    import socket
-
     import tensorflow_datasets  # noqa: F401 - import time is not what we measure
 
     from cifar_tutorial import data
 
-    with socket.socket() as s:  # a port nobody listens on: connections are refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setattr(data, "TFDS_HOST", ("127.0.0.1", port))
+    monkeypatch.setattr(data, "TFDS_HOST", ("127.0.0.1", _closed_port()))
     out = tmp_path / "out"
     start = time.perf_counter()
     code, err = _main(["train", "--source", "tfds", "--tfds-data-dir", tmp_path / "tfds",
