@@ -82,7 +82,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser (every option is documented in ``--help``)."""
-    from cifar_tutorial.distribute import STRATEGIES
+    from cifar_tutorial.distribute import REFERENCE_BATCH, STRATEGIES
     from cifar_tutorial.models import HEADS, MODELS
 
     parser = argparse.ArgumentParser(
@@ -111,8 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="global batch size [default: 32, 512 for fast]")
     m.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate [default: 1e-4 (Adam) for seed, 1e-3 for vgg_bn]")
-    m.add_argument("--loop", choices=("fit", "custom"), default="fit",
-                   help="Keras fit or the tf.GradientTape loop of chapter 6 [default: %(default)s]")
+    m.add_argument("--scale-lr", action="store_true",
+                   help="linear scaling rule (chapter 8): take --lr (or its default) as tuned "
+                        f"for a batch of {REFERENCE_BATCH} and multiply it by "
+                        f"--batch-size/{REFERENCE_BATCH}")
+    m.add_argument("--loop", choices=("fit", "custom"), default=None,
+                   help="Keras fit or the tf.GradientTape loop of chapter 6 [default: fit; "
+                        "custom with --strategy multiworker, where Keras' fit fails]")
     m.add_argument("--augment", action="store_true",
                    help="random flips and shifts of up to 4 pixels (chapter 7)")
     m.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
@@ -225,6 +230,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
     if args.model != "seed" and args.head not in (None, "logits") and args.model == "fast":
         raise UsageError("--model fast ends in logits; it takes no --head")
+    if args.model == "fast" and (args.strategy != "default" or args.scale_lr):
+        raise UsageError("--model fast trains on one device with its own schedule; "
+                         "it takes no --strategy or --scale-lr")
     batch_size = args.batch_size or (512 if args.model == "fast" else 32)
     verbose = 0 if args.quiet else (2 if sys.stdout.isatty() else 1)
 
@@ -232,7 +240,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     import keras
 
     from cifar_tutorial.data import DataError
-    from cifar_tutorial.distribute import make_strategy
+    from cifar_tutorial.distribute import (
+        REFERENCE_BATCH,
+        local_copy,
+        make_strategy,
+        scaled_learning_rate,
+        weights_digest,
+    )
     from cifar_tutorial.evaluate import evaluate
     from cifar_tutorial.models import build_model
     from cifar_tutorial.train import (
@@ -244,10 +258,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         train,
     )
 
+    # Before any other TensorFlow work: MultiWorkerMirroredStrategy configures the
+    # runtime's collective ops, which is refused once tensors exist.
+    strategy = make_strategy(args.strategy)
     data = _load_data(args, args.seed)
     print(data.summary(), flush=True)
     check_training_args(args.epochs, batch_size, len(data.y_train))
-    strategy = make_strategy(args.strategy)
     started = time.perf_counter()
     if args.model == "fast":
         from cifar_tutorial import recipes
@@ -261,24 +277,31 @@ def cmd_train(args: argparse.Namespace) -> int:
             kwargs = {"base": args.base} if args.model == "seed" else {}
             model = build_model(args.model, head=args.head, **kwargs)
             lr = args.lr or (1e-4 if args.model == "seed" else 1e-3)
+            if args.scale_lr:
+                lr = scaled_learning_rate(lr, batch_size, REFERENCE_BATCH)
             compile_model(model, learning_rate=lr)
         if verbose:
             print(f"Model {model.name}: {model.count_params():,} parameters; device "
-                  f"{runtime.describe_device()}; {strategy.num_replicas_in_sync} replica(s)")
+                  f"{runtime.describe_device()}; {strategy.num_replicas_in_sync} replica(s); "
+                  f"global batch {batch_size}, learning rate {lr:g}")
         from cifar_tutorial.data import flip_and_translate
 
         history = train(
-            model, data, epochs=args.epochs, batch_size=batch_size, loop=args.loop,
+            model, data, epochs=args.epochs, batch_size=batch_size,
+            loop=args.loop or ("custom" if args.strategy == "multiworker" else "fit"),
             out_dir=out, resume=not args.no_resume, seed=args.seed,
             augment=flip_and_translate() if args.augment else None,
             early_stopping=args.early_stopping, strategy=strategy, verbose=verbose,
         )
     wall = time.perf_counter() - started
     del DataError, keras
-    evaluation = evaluate(model, data, "test", tta=args.model == "fast")
+    digest = weights_digest(model)
     if not is_chief(strategy):
-        print(f"worker done: test accuracy {evaluation.accuracy:.4f} (the chief writes the files)")
+        print(f"Worker done: weights digest {digest} (the chief writes the files)")
         return 0
+    # A model built under MultiWorkerMirroredStrategy cannot predict on its own.
+    scored = local_copy(model) if args.strategy == "multiworker" else model
+    evaluation = evaluate(scored, data, "test", tta=args.model == "fast")
     files = [atomic_save(model.save, out / "model.keras")]
     files += list(history.save(out))
     metrics = _metrics(evaluation, history, {
@@ -291,6 +314,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     files += _write_plots(out, evaluation, data, history)
     print(f"\nTest accuracy {evaluation.accuracy:.4f} (loss {evaluation.loss:.4f}) on "
           f"{len(evaluation.y_true):,} images after {len(history)} epochs, {wall:.0f} s of training.")
+    print(f"Weights digest {digest}")
     print("Wrote:")
     for f in files:
         print(f"  {f}")

@@ -1,25 +1,55 @@
-"""Distribution strategies by name (chapter 8, "Scaling out").
+"""Distribution strategies and the helpers of chapter 8 ("Scaling out with tf.distribute").
 
-The trainers in :mod:`cifar_tutorial.train` take any ``tf.distribute.Strategy``;
-this module builds the three the command line offers.
+The trainers in :mod:`cifar_tutorial.train` take any ``tf.distribute.Strategy``.
+This module
+
+- builds the three strategies the command line offers (:func:`make_strategy`);
+- scales a learning rate with the global batch size (:func:`scaled_learning_rate`);
+- splits the CPU into logical devices, so that ``MirroredStrategy`` can be tried on
+  a machine without GPUs (:func:`split_cpu`);
+- trains one model on one device and on several replicas and compares the weights
+  (:func:`compare_with_one_device`), and measures throughput (:func:`throughput`);
+- writes ``TF_CONFIG`` and starts worker processes on this machine
+  (:func:`tf_config`, :func:`free_ports`, :func:`run_local_workers`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
 """Names accepted by :func:`make_strategy`."""
 
+REFERENCE_BATCH = 32
+"""The batch size the book's default learning rates were tuned at (``--scale-lr``)."""
 
-def make_strategy(name: str = "default"):
+
+def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
     """Build a ``tf.distribute`` strategy by name.
+
+    Create it before any other TensorFlow work: ``MultiWorkerMirroredStrategy``
+    configures the runtime's collective operations, which TensorFlow refuses once
+    tensors exist.
 
     Parameters
     ----------
     name : {"default", "mirrored", "multiworker"}
         ``"default"``: one device, no replication. ``"mirrored"``: one replica per
-        local GPU (or the CPU when there is none), gradients summed with
-        all-reduce. ``"multiworker"``: synchronous data parallelism across the
-        processes described by the ``TF_CONFIG`` environment variable.
+        local GPU (or per logical CPU device when there is no GPU, see
+        :func:`split_cpu`), gradients summed with all-reduce. ``"multiworker"``:
+        synchronous data parallelism across the processes described by the
+        ``TF_CONFIG`` environment variable.
+    devices : sequence of str, optional
+        For ``"mirrored"``: the devices to use instead of all local ones.
 
     Returns
     -------
@@ -31,11 +61,8 @@ def make_strategy(name: str = "default"):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy(None if devices is None else list(devices))
     if name == "multiworker":
-        import json
-        import os
-
         if "TF_CONFIG" not in os.environ:
             raise ValueError(
                 "the multiworker strategy needs TF_CONFIG describing the cluster, e.g. "
@@ -70,3 +97,408 @@ def scaled_learning_rate(base: float, global_batch: int, reference_batch: int) -
     if global_batch <= 0 or reference_batch <= 0:
         raise ValueError("batch sizes must be positive")
     return base * global_batch / reference_batch
+
+
+def split_cpu(replicas: int = 2) -> list[str]:
+    """Split the CPU into ``replicas`` logical devices (chapter 8).
+
+    ``MirroredStrategy`` then runs one replica on each, which shows on a machine
+    without GPUs that several replicas compute what one device computes. The
+    devices share the same cores, so this is a simulation: it gives no speed-up.
+
+    Call it before any other TensorFlow work (seeding is fine): TensorFlow fixes
+    its devices the first time it uses them. Calling it again with the same
+    number is harmless.
+
+    Parameters
+    ----------
+    replicas : int
+        Number of logical CPU devices.
+
+    Returns
+    -------
+    list of str
+        The names of the logical CPU devices.
+
+    Raises
+    ------
+    RuntimeError
+        If TensorFlow has set up its devices already with another number.
+    """
+    import tensorflow as tf
+
+    if replicas < 1:
+        raise ValueError(f"replicas must be at least 1, got {replicas}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if len(current or [None]) != replicas:
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)]
+            )
+        except RuntimeError:
+            have = len(tf.config.list_logical_devices("CPU"))
+            raise RuntimeError(
+                f"TensorFlow has set up its devices already ({have} CPU device(s)); call "
+                "split_cpu before any other TensorFlow work (in a notebook: restart the "
+                "kernel and run it first)"
+            ) from None
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def weights_digest(model) -> str:
+    """A short fingerprint of a model's weights: equal digests mean equal bits.
+
+    The command line prints it on every worker, so that one can check that all
+    replicas ended with the same weights.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Any model.
+
+    Returns
+    -------
+    str
+        The first 12 hexadecimal digits of the SHA-256 of all weights.
+    """
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(w.tobytes())
+    return h.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclasses.dataclass
+class Comparison:
+    """One model trained on one device and on several replicas, from the same start.
+
+    Attributes
+    ----------
+    loop : str
+        ``"fit"`` or ``"custom"``.
+    replicas : int
+        Replicas of the distributed run.
+    steps : int
+        Optimizer steps taken by each run.
+    max_difference : float
+        Largest absolute difference between the two runs' final weights.
+    max_update : float
+        Largest absolute change of a weight during the one-device run.
+    loss_one, loss_replicas : float
+        Mean training loss of the last epoch in each run.
+    """
+
+    loop: str
+    replicas: int
+    steps: int
+    max_difference: float
+    max_update: float
+    loss_one: float
+    loss_replicas: float
+
+    @property
+    def relative_difference(self) -> float:
+        """``max_difference / max_update``: disagreement per unit of training progress."""
+        return self.max_difference / self.max_update if self.max_update > 0 else float("inf")
+
+
+def compare_with_one_device(
+    data,
+    *,
+    loop: str = "fit",
+    devices: Sequence[str] | None = None,
+    epochs: int = 1,
+    batch_size: int = 32,
+    learning_rate: float = 0.01,
+    optimizer: str = "sgd",
+    model: str = "seed",
+    seed: int = 0,
+) -> Comparison:
+    """Train the same model on one device and with ``MirroredStrategy``; compare (chapter 8).
+
+    Both runs start from the same weights and see the same batches in the same
+    order. With the loss averaged over the global batch, summing the replicas'
+    gradients gives the one-device gradient, so the weights agree up to
+    floating-point rounding (the sums are taken in another order).
+
+    Parameters
+    ----------
+    data : CifarData
+        Training data (keep it small: this trains twice).
+    loop : {"fit", "custom"}
+        Which training loop of :func:`cifar_tutorial.train.train`.
+    devices : sequence of str, optional
+        Devices of the mirrored run (default: all local ones).
+    epochs, batch_size : int
+        Length of each run and the global batch size.
+    learning_rate : float
+        Learning rate.
+    optimizer : str
+        ``"sgd"`` by default: its step is proportional to the gradient, so a wrongly
+        scaled gradient shows in the weights. Adam divides the scale out.
+    model : str
+        A name for :func:`cifar_tutorial.models.build_model` (without dropout, so
+        that the replicas draw no random numbers).
+    seed : int
+        Seed of the initial weights and of the data order.
+
+    Returns
+    -------
+    Comparison
+        The differences and the losses.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from cifar_tutorial.models import build_model
+    from cifar_tutorial.train import compile_model, train
+
+    runs = []
+    for strategy in (None, make_strategy("mirrored", devices)):
+        keras.utils.set_random_seed(seed)
+        with (strategy or tf.distribute.get_strategy()).scope():
+            net = build_model(model)
+            compile_model(net, learning_rate=learning_rate, optimizer=optimizer)
+        if runs:
+            net.set_weights(runs[0][0])
+        start = net.get_weights()
+        history = train(net, data, epochs=epochs, batch_size=batch_size, loop=loop,
+                        seed=seed, strategy=strategy, verbose=0)
+        runs.append((start, net.get_weights(), history, strategy))
+    (w0, w_one, h_one, _), (_, w_rep, h_rep, mirrored) = runs
+    return Comparison(
+        loop=loop,
+        replicas=mirrored.num_replicas_in_sync,
+        steps=epochs * -(-len(data.y_train) // batch_size),
+        max_difference=max(float(np.max(np.abs(a - b))) for a, b in zip(w_one, w_rep)),
+        max_update=max(float(np.max(np.abs(a - b))) for a, b in zip(w_one, w0)),
+        loss_one=h_one.last("loss"),
+        loss_replicas=h_rep.last("loss"),
+    )
+
+
+def throughput(
+    data,
+    strategy=None,
+    *,
+    loop: str = "fit",
+    batch_size: int = 128,
+    epochs: int = 2,
+    model: str = "seed",
+    seed: int = 0,
+) -> float:
+    """Training speed in images per second, measured on the last of ``epochs`` (chapter 8).
+
+    The first epoch pays for tracing and warming up and is not counted.
+
+    Parameters
+    ----------
+    data : CifarData
+        Training data; give it no validation split, or its evaluation is timed too.
+    strategy : tf.distribute.Strategy, optional
+        Where to train (one device when omitted).
+    loop : {"fit", "custom"}
+        Which training loop.
+    batch_size : int
+        Global batch size.
+    epochs : int
+        At least 2.
+    model : str
+        A name for :func:`cifar_tutorial.models.build_model`.
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    float
+        Training images per second in the last epoch.
+    """
+    import keras
+    import tensorflow as tf
+
+    from cifar_tutorial.models import build_model
+    from cifar_tutorial.train import compile_model, train
+
+    if epochs < 2:
+        raise ValueError("epochs must be at least 2: the first one warms up")
+    keras.utils.set_random_seed(seed)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        net = build_model(model)
+        compile_model(net, learning_rate=1e-4)
+    history = train(net, data, epochs=epochs, batch_size=batch_size, loop=loop, seed=seed,
+                    strategy=strategy, verbose=0)
+    return len(data.y_train) / history.last("seconds")
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+def tf_config(workers: Sequence[str], index: int) -> str:
+    """The ``TF_CONFIG`` value for worker ``index`` of a cluster (chapter 8).
+
+    Every worker gets the same list of addresses and its own index; worker 0 is
+    the chief, which writes the outputs.
+
+    Parameters
+    ----------
+    workers : sequence of str
+        ``host:port`` of every worker, in the same order on all of them.
+    index : int
+        This worker's position in ``workers``.
+
+    Returns
+    -------
+    str
+        JSON, e.g. ``{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": 0}}``.
+    """
+    if not 0 <= index < len(workers):
+        raise ValueError(f"index {index} is not a position in a list of {len(workers)} workers")
+    return json.dumps(
+        {"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}}
+    )
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ask the system for ``count`` distinct free TCP ports on ``host``.
+
+    The ports are free when this returns; another program could take one before
+    the workers bind it, which is unlikely within seconds.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclasses.dataclass
+class WorkerResult:
+    """How one worker process of :func:`run_local_workers` ended.
+
+    Attributes
+    ----------
+    index : int
+        The worker's index in ``TF_CONFIG``.
+    returncode : int or None
+        Its exit status (negative: killed by that signal).
+    output : str
+        Its standard output and error, interleaved.
+    timed_out : bool
+        Whether it was killed because the run took too long, or because another
+        worker had failed (the others would otherwise wait for it forever).
+    """
+
+    index: int
+    returncode: int | None
+    output: str
+    timed_out: bool = False
+
+
+def run_local_workers(
+    commands: Sequence[Sequence[str]],
+    *,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+    grace: float = 10.0,
+) -> list[WorkerResult]:
+    """Start one process per command as the workers of a cluster on 127.0.0.1.
+
+    Worker ``i`` runs ``commands[i]`` with ``TF_CONFIG`` naming free ports on this
+    machine and index ``i`` (0 is the chief). All are killed when ``timeout``
+    seconds have passed, or ``grace`` seconds after one of them has failed, since
+    the others would wait for it forever.
+
+    Parameters
+    ----------
+    commands : sequence of sequence of str
+        One command line per worker, e.g. ``[sys.executable, "-m",
+        "cifar_tutorial", "train", "--strategy", "multiworker", ...]``.
+    timeout : float
+        Seconds before every worker still running is killed.
+    env : dict, optional
+        Extra environment variables for every worker.
+    grace : float
+        Seconds the others get to finish after a worker failed.
+
+    Returns
+    -------
+    list of WorkerResult
+        One per worker, in index order.
+    """
+    workers = [f"127.0.0.1:{port}" for port in free_ports(len(commands))]
+    procs, logs = [], []
+    try:
+        for i, command in enumerate(commands):
+            log = tempfile.TemporaryFile(mode="w+")
+            logs.append(log)
+            worker_env = {**os.environ, **(env or {}), "TF_CONFIG": tf_config(workers, i)}
+            procs.append(subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT,
+                                          env=worker_env, text=True))
+        deadline = time.monotonic() + timeout
+        killed: set[int] = set()
+        while any(p.poll() is None for p in procs):
+            failed = any(p.returncode not in (None, 0) for p in procs)
+            if failed:
+                deadline = min(deadline, time.monotonic() + grace)
+            if time.monotonic() > deadline:
+                for i, p in enumerate(procs):
+                    if p.poll() is None:
+                        p.kill()
+                        killed.add(i)
+            time.sleep(0.2)
+        results = []
+        for i, (p, log) in enumerate(zip(procs, logs)):
+            log.seek(0)
+            results.append(WorkerResult(i, p.wait(), log.read(), i in killed))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+
+
+def worker_summary(results: Sequence[WorkerResult]) -> dict[str, Any]:
+    """Exit codes and the weights digest each worker printed (``None`` where none)."""
+    import re
+
+    digests = []
+    for r in results:
+        found = re.findall(r"[Ww]eights digest:? ([0-9a-f]{12})", r.output)
+        digests.append(found[-1] if found else None)
+    return {"returncodes": [r.returncode for r in results], "digests": digests}
+
+
+def local_copy(model):
+    """A copy of ``model`` whose variables live on this process only (chapter 8).
+
+    Keras' ``predict`` and ``evaluate`` are not usable on a model built under
+    ``MultiWorkerMirroredStrategy`` (they would wait for the other workers); the
+    chief evaluates this copy instead. Call it outside ``strategy.scope()``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A trained model.
+
+    Returns
+    -------
+    keras.Model
+        An uncompiled copy with the same weights.
+    """
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -16,6 +16,7 @@ chapter 6 ("A custom training loop") opens the ``loop="custom"`` path, whose ste
 
 from __future__ import annotations
 
+import atexit
 import csv
 import dataclasses
 import json
@@ -270,7 +271,11 @@ def make_train_step(model: keras.Model, strategy=None) -> Callable:
     The step computes per-example losses, averages them over the *global* batch
     with ``tf.nn.compute_average_loss`` (so that summing gradients over replicas
     gives the mean, as the ``tf.distribute`` guides prescribe), differentiates,
-    and lets the optimizer apply the gradients.
+    and lets the optimizer apply the gradients. The global batch is counted across
+    the replicas before each step, so that the last, smaller batch is averaged
+    right even when the replicas get unequal shares of it (left alone,
+    ``compute_average_loss`` would divide by the local size times the number of
+    replicas).
 
     Parameters
     ----------
@@ -291,30 +296,86 @@ def make_train_step(model: keras.Model, strategy=None) -> Callable:
     loss_fn = model.loss
     optimizer = model.optimizer
     sparse = label_mode_of(model) == "sparse"
+    if not optimizer.built:
+        # Built here, under the strategy, not lazily inside the first replicated step:
+        # MirroredStrategy fails on optimizer variables created there.
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
 
-    def replica_step(x, y):
+    def replica_step(x, y, global_count):
+        count = tf.cast(tf.shape(x)[0], tf.float32)
         with tf.GradientTape() as tape:
             pred = model(x, training=True)
             per_example = loss_fn.call(y, pred)
-            loss = tf.nn.compute_average_loss(per_example)
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=tf.cast(global_count, tf.int32)
+            )
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        truth = y if sparse else tf.argmax(y, axis=-1)
-        hits = tf.equal(tf.argmax(pred, axis=-1, output_type=tf.int32), tf.cast(truth, tf.int32))
-        return (
-            tf.reduce_sum(per_example),
-            tf.reduce_sum(tf.cast(hits, tf.float32)),
-            tf.cast(tf.shape(x)[0], tf.float32),
-        )
+        return _batch_sums(y, pred, per_example, count, sparse)
+
+    return _summed_over_replicas(replica_step, strategy, pass_global_count=True)
+
+
+def make_eval_step(model: keras.Model, strategy=None) -> Callable:
+    """Build the custom loop's validation step, the counterpart of :func:`make_train_step`.
+
+    The custom loop validates with it under ``MultiWorkerMirroredStrategy``, where
+    Keras' ``evaluate`` fails (chapter 8).
+
+    Returns
+    -------
+    callable
+        ``step(batch) -> (loss_sum, correct, count)`` summed over all replicas.
+    """
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    loss_fn = model.loss
+    sparse = label_mode_of(model) == "sparse"
+
+    def replica_step(x, y):
+        pred = model(x, training=False)
+        count = tf.cast(tf.shape(x)[0], tf.float32)
+        return _batch_sums(y, pred, loss_fn.call(y, pred), count, sparse)
+
+    return _summed_over_replicas(replica_step, strategy)
+
+
+def _batch_sums(y, pred, per_example, count, sparse: bool) -> tuple:
+    import tensorflow as tf
+
+    truth = y if sparse else tf.argmax(y, axis=-1)
+    hits = tf.equal(tf.argmax(pred, axis=-1, output_type=tf.int32), tf.cast(truth, tf.int32))
+    return tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(hits, tf.float32)), count
+
+
+def _summed_over_replicas(
+    replica_step: Callable, strategy, pass_global_count: bool = False
+) -> Callable:
+    import tensorflow as tf
+
+    total = tf.distribute.ReduceOp.SUM
 
     @tf.function
     def step(batch):
-        sums = strategy.run(replica_step, args=batch)
-        return tuple(strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums)
+        args = tuple(batch)
+        if pass_global_count:  # summed in cross-replica context, then given to every replica
+            counts = strategy.run(lambda x, *_: tf.cast(tf.shape(x)[0], tf.float32), args=args)
+            args += (strategy.reduce(total, counts, axis=None),)
+        sums = strategy.run(replica_step, args=args)
+        return tuple(strategy.reduce(total, s, axis=None) for s in sums)
 
     return step
+
+
+def _custom_evaluate(step: Callable, dataset, strategy) -> dict:
+    totals = np.zeros(3)
+    for batch in strategy.experimental_distribute_dataset(dataset):
+        totals += [float(v) for v in step(batch)]
+    return {"val_loss": totals[0] / totals[2], "val_accuracy": totals[1] / totals[2]}
 
 
 def _custom_epoch(step: Callable, dataset, strategy, max_steps: int | None, guard: _NaNGuard) -> dict:
@@ -399,9 +460,18 @@ def is_chief(strategy=None) -> bool:
 
 @dataclasses.dataclass
 class _Checkpoint:
-    """Checkpoint folder: ``epoch-NNNN.weights.h5`` plus ``state.json`` naming it."""
+    """Checkpoint folder: ``epoch-NNNN.weights.h5`` plus ``state.json`` naming it.
+
+    A non-chief worker writes into a scratch ``folder`` of its own and resumes from
+    the chief's folder, ``resume_from`` (chapter 8).
+    """
 
     folder: Path
+    resume_from: Path | None = None
+
+    def source(self) -> _Checkpoint:
+        """The checkpoint to resume from."""
+        return _Checkpoint(self.resume_from) if self.resume_from else self
 
     @property
     def state_path(self) -> Path:
@@ -588,41 +658,59 @@ def train(
     label_mode = label_mode_of(model)
     has_val = len(data.y_val) > 0
     strategy_ = strategy or tf.distribute.get_strategy()
+    if loop == "fit" and _multi_worker(strategy_):
+        raise ValueError(
+            f"Keras {keras.__version__} cannot fit under MultiWorkerMirroredStrategy (its "
+            "first-batch build step reduces the (images, labels) pair, which that strategy "
+            "refuses); train with loop='custom' (--loop custom)"
+        )
 
     history = History()
     checkpoint: _Checkpoint | None = None
     if out_dir is not None:
         folder = check_output_folder(out_dir) / CHECKPOINT_DIR
-        if not is_chief(strategy):
-            folder = Path(tempfile.mkdtemp(prefix="cifar-tutorial-worker-"))
         checkpoint = _Checkpoint(folder)
+        if not is_chief(strategy):
+            scratch = Path(tempfile.mkdtemp(prefix="cifar-tutorial-worker-"))
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+            checkpoint = _Checkpoint(scratch, resume_from=folder)
     fingerprint = _fingerprint(model, loop, batch_size, seed, label_mode)
 
+    state = None
     if checkpoint is not None and resume:
-        state = checkpoint.read()
-        if state is not None:
-            if state.get("fingerprint") != fingerprint:
-                raise TrainingError(
-                    f"{checkpoint.folder} holds a checkpoint of a different run "
-                    f"({state.get('fingerprint')}); use another output folder, or "
-                    "start afresh with resume=False (--no-resume)"
-                )
-            checkpoint.restore(model, state)
-            history = History.from_dict(state["history"])
-            if verbose:
-                print(f"Resuming after epoch {len(history)} from {checkpoint.folder.name}/")
+        source = checkpoint.source()
+        state = source.read()
+        if state is not None and state.get("fingerprint") != fingerprint:
+            raise TrainingError(
+                f"{source.folder} holds a checkpoint of a different run "
+                f"({state.get('fingerprint')}); use another output folder, or "
+                "start afresh with resume=False (--no-resume)"
+            )
+    if _multi_worker(strategy_):  # before restoring, which the workers must all do or skip
+        _check_workers_agree(strategy_, state["epochs_done"] if state else 0)
+    if state is not None:
+        with strategy_.scope():  # builds the optimizer's variables
+            source.restore(model, state)
+        history = History.from_dict(state["history"])
+        if verbose:
+            print(f"Resuming after epoch {len(history)} from {source.folder.name}/")
 
     step = make_train_step(model, strategy) if loop == "custom" else None
+    eval_step = make_eval_step(model, strategy_) if _multi_worker(strategy_) else None
     best = (math.inf, None, 0)  # (val_loss, weights, epoch)
     if early_stopping and history.records and has_val:
         i = int(np.nanargmin(history["val_loss"]))
         best = (history.records[i]["val_loss"], None, i + 1)
     val_ds = data.dataset("val", batch_size, label_mode=label_mode) if has_val else None
+    if val_ds is not None and strategy is not None:
+        val_ds = _shard_by_data(val_ds)
 
     for epoch in range(len(history), epochs):
         train_ds = data.dataset(
             "train", batch_size, label_mode=label_mode, seed=seed + epoch, augment=augment
         )
+        if strategy is not None:
+            train_ds = _shard_by_data(train_ds)
         guard = _NaNGuard()
         start = time.perf_counter()
         try:
@@ -640,9 +728,12 @@ def train(
             else:
                 record = _custom_epoch(step, train_ds, strategy_, max_steps_per_epoch, guard)
             if guard.bad_batch is None and not _diverged(record["loss"]) and val_ds is not None:
-                scores = model.evaluate(val_ds, verbose=0, return_dict=True)
-                record["val_loss"] = float(scores["loss"])
-                record["val_accuracy"] = float(scores["accuracy"])
+                if eval_step is not None:
+                    record.update(_custom_evaluate(eval_step, val_ds, strategy_))
+                else:
+                    scores = model.evaluate(val_ds, verbose=0, return_dict=True)
+                    record["val_loss"] = float(scores["loss"])
+                    record["val_accuracy"] = float(scores["accuracy"])
         except KeyboardInterrupt:
             done = len(history)
             where = f" in {checkpoint.folder}" if checkpoint else ""
@@ -708,9 +799,56 @@ def train(
 def _restore_last_good(model: keras.Model, checkpoint: _Checkpoint | None, history: History) -> None:
     if checkpoint is None or not history.records:
         return
-    state = checkpoint.read()
-    if state is not None:
-        checkpoint.restore(model, state)
+    for where in (checkpoint, checkpoint.source()):
+        state = where.read()
+        if state is not None:
+            where.restore(model, state)
+            return
+
+
+def _multi_worker(strategy) -> bool:
+    """Whether ``strategy`` has replicas in other processes (chapter 8)."""
+    replicas = strategy.num_replicas_in_sync
+    return replicas > 1 and replicas > len(strategy.extended.worker_devices)
+
+
+def _shard_by_data(dataset):
+    """Let each worker of a cluster take its share of every batch (chapter 8).
+
+    The pipelines read arrays, not files, so the automatic choice (shard by file)
+    cannot apply; say so instead of letting TensorFlow warn and fall back.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _check_workers_agree(strategy, epochs_done: int) -> None:
+    """Refuse to go on when the workers would resume from different epochs.
+
+    They would otherwise wait for each other forever. Every worker contributes
+    ``n`` and ``n**2``; the means agree with the local ``n`` only when all ``n`` are
+    equal (their variance is then zero).
+    """
+    import tensorflow as tf
+
+    local = tf.constant([float(epochs_done), float(epochs_done) ** 2])
+
+    @tf.function
+    def mean_over_workers():
+        values = strategy.run(lambda: tf.identity(local))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None)
+
+    mean = mean_over_workers().numpy()
+    if abs(mean[1] - mean[0] ** 2) > 1e-3 or abs(mean[0] - epochs_done) > 1e-3:
+        here = f"after epoch {epochs_done}" if epochs_done else "from the start"
+        raise TrainingError(
+            f"the workers would resume from different epochs (this one {here}): give all "
+            "workers the same output folder on a shared file system, so that they resume "
+            "from the chief's checkpoint, or start afresh with --no-resume"
+        )
 
 
 def iterate_batches(dataset, limit: int | None = None) -> Iterator:
