@@ -287,13 +287,14 @@ def throughput(
     *,
     loop: str = "fit",
     batch_size: int = 128,
-    epochs: int = 2,
+    epochs: int = 3,
     model: str = "seed",
     seed: int = 0,
 ) -> float:
-    """Training speed in images per second, measured on the last of ``epochs`` (chapter 8).
+    """Training speed in images per second: the fastest epoch after the first (chapter 8).
 
-    The first epoch pays for tracing and warming up and is not counted.
+    The first epoch pays for tracing and warming up and is not counted. Of the
+    others the fastest is kept, the one least disturbed by other programs.
 
     Parameters
     ----------
@@ -315,7 +316,7 @@ def throughput(
     Returns
     -------
     float
-        Training images per second in the last epoch.
+        Training images per second in the fastest epoch after the first.
     """
     import keras
     import tensorflow as tf
@@ -331,7 +332,7 @@ def throughput(
         compile_model(net, learning_rate=1e-4)
     history = train(net, data, epochs=epochs, batch_size=batch_size, loop=loop, seed=seed,
                     strategy=strategy, verbose=0)
-    return len(data.y_train) / history.last("seconds")
+    return len(data.y_train) / min(history["seconds"][1:])
 
 
 # --------------------------------------------------------------------------- clusters
