@@ -292,3 +292,51 @@ def crossentropy_from_logits(labels: ArrayLike, logits: ArrayLike) -> np.ndarray
     z = np.asarray(logits, dtype=np.float64)
     picked = np.take_along_axis(z, labels[..., None].astype(np.int64), axis=-1)[..., 0]
     return logsumexp(z, axis=-1) - picked
+
+
+def keras_probability_crossentropy(
+    labels: ArrayLike, outputs: ArrayLike, sparse: bool = True, epsilon: float = EPSILON
+) -> np.ndarray:
+    """The cross-entropy Keras computes from outputs it is told are probabilities.
+
+    With ``from_logits=False``, Keras 3 (TensorFlow backend) does not take the
+    outputs at face value; it turns them into a distribution first (chapter 3):
+
+    - ``SparseCategoricalCrossentropy`` clips them to ``[epsilon, 1 - epsilon]``,
+      takes the log and applies a softmax cross-entropy to it, which amounts to
+      dividing the *clipped* values by their sum;
+    - ``CategoricalCrossentropy`` divides by the sum first and clips afterwards.
+
+    For a head that is not a distribution (the L2 head) the network therefore
+    trains on these rescaled values, not on ``-log`` of its outputs. Outputs of
+    Keras' own softmax are an exception: Keras finds the logits behind them and
+    computes the loss from those.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        Class indices, shape ``(n,)``.
+    outputs : array_like
+        The head's outputs, shape ``(n, k)``; any sign.
+    sparse : bool
+        Mimic the sparse loss (clip, then divide) or the categorical one (divide,
+        then clip).
+    epsilon : float
+        Keras' clipping constant.
+
+    Returns
+    -------
+    numpy.ndarray
+        One loss per example (``inf`` or ``nan`` where the categorical version
+        divides by a zero sum).
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    q = np.asarray(outputs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if sparse:
+            clipped = np.clip(q, epsilon, 1 - epsilon)
+            p = clipped / np.sum(clipped, axis=-1, keepdims=True)
+        else:
+            p = np.clip(q / np.sum(q, axis=-1, keepdims=True), epsilon, 1 - epsilon)
+        picked = np.take_along_axis(p, labels[..., None], axis=-1)[..., 0]
+        return -np.log(picked)

@@ -240,7 +240,12 @@ def output_normalizations(
     return fig
 
 
-def temperature_curves(scores: np.ndarray, temperatures: Sequence[float]) -> Figure:
+def temperature_curves(
+    scores: np.ndarray,
+    temperatures: Sequence[float],
+    class_names: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+) -> Figure:
     """Softmax of the same scores at several temperatures (chapter 3).
 
     Parameters
@@ -249,6 +254,10 @@ def temperature_curves(scores: np.ndarray, temperatures: Sequence[float]) -> Fig
         Scores ``z``, shape ``(k,)``.
     temperatures : sequence of float
         Temperatures ``T``; base ``b`` corresponds to ``T = 1 / ln b``.
+    class_names : sequence of str, optional
+        Tick labels; class indices by default.
+    labels : sequence of str, optional
+        Legend entries, one per temperature; ``"T = 1.44"`` and so on by default.
 
     Returns
     -------
@@ -256,15 +265,22 @@ def temperature_curves(scores: np.ndarray, temperatures: Sequence[float]) -> Fig
     """
     from cifar_tutorial.maths import temperature_softmax
 
+    if labels is None:
+        labels = [f"T = {t:.3g}" for t in temperatures]
+    if len(labels) != len(temperatures):
+        raise ValueError(f"{len(labels)} labels for {len(temperatures)} temperatures")
     fig = Figure(figsize=(6.4, 3.2), layout="constrained")
     ax = fig.add_subplot()
     k = len(scores)
     width = 0.8 / len(temperatures)
-    for j, t in enumerate(temperatures):
+    for j, (t, label) in enumerate(zip(temperatures, labels)):
         ax.bar(np.arange(k) + j * width - 0.4 + width / 2, temperature_softmax(scores, t),
-               width, label=f"T = {t:g}")
-    ax.set_xticks(range(k))
-    ax.set_xlabel("class")
+               width, label=label)
+    if class_names is not None:
+        ax.set_xticks(range(k), list(class_names), rotation=30, fontsize=8)
+    else:
+        ax.set_xticks(range(k))
+        ax.set_xlabel("class")
     ax.set_ylabel("probability")
     ax.legend(fontsize=8)
     return fig
@@ -294,6 +310,50 @@ def bar_comparison(values: Mapping[str, float], ylabel: str, title: str | None =
         ax.text(values[n], i, f" {values[n]:.3f}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def gradient_norms(
+    norms: Sequence[float] | Mapping[str, Sequence[float]],
+    clip_norm: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The global gradient norm at every training step, on a log scale (chapter 6).
+
+    Parameters
+    ----------
+    norms : sequence of float, or mapping of label to sequence
+        Norms of the whole gradient (all variables together) before clipping, one
+        per step; several runs can be compared.
+    clip_norm : float, optional
+        The clipping threshold, drawn as a dotted line; steps above it are marked.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Figure
+    """
+    if not isinstance(norms, Mapping):
+        norms = {"": norms}
+    fig = Figure(figsize=(6.4, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    for (label, values), color in zip(norms.items(), [f"C{i}" for i in range(10)]):
+        values = np.asarray(values, dtype=float)
+        steps = np.arange(1, len(values) + 1)
+        ax.plot(steps, values, color=color, linewidth=1, label=label or "gradient norm")
+        if clip_norm is not None:
+            above = values > clip_norm
+            ax.plot(steps[above], values[above], "o", color=color, markersize=3)
+    if clip_norm is not None:
+        ax.axhline(clip_norm, color="black", linestyle=":", label=f"clip norm {clip_norm:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("global gradient norm")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     return fig
