@@ -214,6 +214,7 @@ def whitening_filters(
     return kernel, eigenvalues.astype(np.float32)
 
 
+@keras.saving.register_keras_serializable(package="cifar_tutorial")
 class _DiracInit(keras.initializers.Initializer):
     """Identity on the first ``in_channels`` filters, a base initialiser elsewhere."""
 
@@ -236,6 +237,12 @@ class _DiracInit(keras.initializers.Initializer):
 
     def get_config(self) -> dict[str, Any]:
         return {"seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cifar_tutorial")
+def gelu_tanh(x: Any) -> Any:
+    """GELU with the tanh approximation (cheaper on some CPUs; chapter 7)."""
+    return keras.activations.gelu(x, approximate=True)
 
 
 def build_fast_net(
@@ -287,10 +294,9 @@ def build_fast_net(
         return None if seed is None else next(seeds)
 
     def _gelu(name: str, layer_dtype: str = dtype) -> keras.layers.Layer:
+        # Named functions, not a lambda, so that saved models load in safe mode.
         return keras.layers.Activation(
-            lambda t: keras.activations.gelu(t, approximate=gelu_approximate),
-            name=name,
-            dtype=layer_dtype,
+            gelu_tanh if gelu_approximate else "gelu", name=name, dtype=layer_dtype
         )
 
     if whiten_kernel is None:
