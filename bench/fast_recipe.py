@@ -3,7 +3,7 @@
 Example::
 
     PYTHONPATH=. python bench/fast_recipe.py --data-dir /path/to/cifar10-jpeg \\
-        --seed 0 --epochs 8 --out bench/results/fast_recipe_seed0.json
+        --seed 0 --epochs 10 --out bench/results/fast_recipe_seed0.json
 
 Reads ``<data-dir>/{train,test}/<class>/*.jpg``, trains with
 :func:`cifar_tutorial.recipes.train_fast`, prints one line per epoch (time,
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=float, default=8.0)
+    parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_bfloat16"])
     parser.add_argument("--widths", default="64,256,256")
