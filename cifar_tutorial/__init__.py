@@ -13,6 +13,8 @@ Each module follows one part of the story:
 - :mod:`cifar_tutorial.evaluate` -- accuracy, per-class accuracy, confusion matrix and
   worst mistakes (chapter 5),
 - :mod:`cifar_tutorial.plots` -- the figures of the book,
+- :mod:`cifar_tutorial.experiments` -- timed training runs, comparison tables and a
+  grid search (chapter 7),
 - :mod:`cifar_tutorial.recipes` -- the fast recipe of chapter 7,
 - :mod:`cifar_tutorial.distribute` -- ``tf.distribute`` strategies (chapter 8),
 - :mod:`cifar_tutorial.runtime` -- seeds, determinism, devices and smoke mode,

@@ -1,0 +1,326 @@
+"""Small, timed training experiments and their tables (chapter 7, "Going further").
+
+Chapter 7 measures what each ingredient of a stronger training run buys. Every
+experiment is one call of :func:`run_experiment` (seed, build, compile, train, time);
+:func:`runs_table` and :func:`text_table` turn the results into fixed-width tables,
+:func:`grid_search` tries every combination of a few hyperparameters and ranks them
+by validation accuracy, and :func:`read_bench_results` reads the JSON files that
+``bench/fast_recipe.py`` writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from cifar_tutorial import runtime, train
+from cifar_tutorial.data import CifarData
+
+
+@dataclasses.dataclass
+class Experiment:
+    """One training run of chapter 7: the trained model, its history and its wall time.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The trained model.
+    history : History
+        Per-epoch metrics, see :class:`cifar_tutorial.train.History`.
+    seconds : float
+        Wall time of the training call, validation after each epoch included.
+    """
+
+    model: keras.Model
+    history: train.History
+    seconds: float
+
+
+def run_experiment(
+    build: Callable[[], keras.Model],
+    data: CifarData,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+    optimizer: str = "adam",
+    augment: Callable | None = None,
+    early_stopping: int | None = None,
+    seed: int = 0,
+    verbose: int = 1,
+    **compile_options: Any,
+) -> Experiment:
+    """Seed, build, compile and train one model, and time the training (chapter 7).
+
+    Every run starts from :func:`cifar_tutorial.runtime.set_seed` with the same
+    ``seed``, so two experiments that differ in one setting start from the same
+    weights (when their networks have the same shapes) and see the same batches.
+
+    Parameters
+    ----------
+    build : callable
+        Returns a fresh, uncompiled model, e.g. ``lambda: models.seed_cnn()``.
+    data : CifarData
+        Training and validation data.
+    epochs, batch_size : int
+        Passed to :func:`cifar_tutorial.train.train`.
+    learning_rate : float or schedule
+        A constant or a ``keras.optimizers.schedules`` schedule (make a new one
+        per run: the optimizer counts its steps from zero).
+    optimizer : {"adam", "adamw", "sgd"}
+        See :func:`cifar_tutorial.train.compile_model`.
+    augment : callable, optional
+        Per-image augmentation, e.g. :func:`cifar_tutorial.data.flip_and_translate`.
+    early_stopping : int, optional
+        Stop when the validation loss has not improved for this many epochs and go
+        back to the best weights.
+    seed : int
+        Seed of the weights, the data order and the augmentation.
+    verbose : int
+        0 silent, 1 one line per epoch.
+    **compile_options
+        More keywords for :func:`cifar_tutorial.train.compile_model`
+        (``label_mode``, ``label_smoothing``, ``weight_decay``).
+
+    Returns
+    -------
+    Experiment
+        The model, its history and the training wall time.
+    """
+    runtime.set_seed(seed)
+    model = train.compile_model(
+        build(), learning_rate=learning_rate, optimizer=optimizer, **compile_options
+    )
+    start = time.perf_counter()
+    history = train.train(
+        model, data, epochs=epochs, batch_size=batch_size, seed=seed, augment=augment,
+        early_stopping=early_stopping, verbose=verbose,
+    )
+    return Experiment(model, history, time.perf_counter() - start)
+
+
+def text_table(rows: Sequence[Mapping[str, Any]], formats: Mapping[str, str]) -> str:
+    """Format rows as a fixed-width text table (chapter 7).
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One mapping per row; missing keys and ``None`` show as ``-``.
+    formats : mapping of str to str
+        Column name to format spec (``".4f"``, ``"d"``, ``""``), in column order.
+        The first column is left-aligned, the others right-aligned.
+
+    Returns
+    -------
+    str
+        A header, a rule and one line per row.
+    """
+    def cell(value: Any, spec: str) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return format(value, spec)
+
+    names = list(formats)
+    body = [[cell(row.get(n), formats[n]) for n in names] for row in rows]
+    widths = [max([len(n), *(len(r[i]) for r in body)]) for i, n in enumerate(names)]
+
+    def line(values: Sequence[str]) -> str:
+        first = f"{values[0]:<{widths[0]}}"
+        rest = [f"{v:>{w}}" for v, w in zip(values[1:], widths[1:])]
+        return "  ".join([first, *rest]).rstrip()
+
+    header = line(names)
+    return "\n".join([header, "-" * len(header), *(line(r) for r in body)])
+
+
+def run_summary(history: train.History, seconds: float | None = None) -> dict[str, Any]:
+    """Summarize one run: last and best validation figures, overfitting gap, time.
+
+    Parameters
+    ----------
+    history : History
+        The run's history (with validation metrics).
+    seconds : float, optional
+        Wall time; defaults to the sum of the epochs' times.
+
+    Returns
+    -------
+    dict
+        ``epochs``, ``train_acc`` and ``val_acc`` (last epoch), ``best_val_acc``
+        and its ``best_epoch``, ``min_val_loss`` and its ``min_loss_epoch``,
+        ``last_val_loss``, ``gap`` (last training minus validation accuracy)
+        and ``seconds``.
+    """
+    val_acc, val_loss = history["val_accuracy"], history["val_loss"]
+    best = max(range(len(val_acc)), key=lambda i: val_acc[i])
+    lowest = min(range(len(val_loss)), key=lambda i: val_loss[i])
+    return {
+        "epochs": len(history),
+        "train_acc": history.last("accuracy"),
+        "val_acc": history.last("val_accuracy"),
+        "best_val_acc": val_acc[best],
+        "best_epoch": best + 1,
+        "min_val_loss": val_loss[lowest],
+        "min_loss_epoch": lowest + 1,
+        "last_val_loss": history.last("val_loss"),
+        "gap": history.last("accuracy") - history.last("val_accuracy"),
+        "seconds": sum(history["seconds"]) if seconds is None else seconds,
+    }
+
+
+RUN_COLUMNS: dict[str, str] = {
+    "run": "",
+    "train acc": ".3f",
+    "val acc": ".3f",
+    "gap": "+.3f",
+    "best val acc (epoch)": "",
+    "min val loss (epoch)": "",
+    "last val loss": ".3f",
+    "time (s)": ".0f",
+}
+"""The columns of :func:`runs_table`."""
+
+
+def runs_table(runs: Mapping[str, Experiment | train.History]) -> str:
+    """Compare runs in one table, one line each (chapter 7).
+
+    Parameters
+    ----------
+    runs : mapping of str to Experiment or History
+        Run name to result.
+
+    Returns
+    -------
+    str
+        Columns: last training and validation accuracy and their gap, the best
+        validation accuracy and its epoch, the lowest validation loss and its
+        epoch, the last validation loss, and the wall time.
+    """
+    rows = []
+    for name, run in runs.items():
+        s = run_summary(run.history, run.seconds) if isinstance(run, Experiment) else run_summary(run)
+        values = [name, s["train_acc"], s["val_acc"], s["gap"],
+                  f"{s['best_val_acc']:.3f} ({s['best_epoch']})",
+                  f"{s['min_val_loss']:.3f} ({s['min_loss_epoch']})",
+                  s["last_val_loss"], s["seconds"]]
+        rows.append(dict(zip(RUN_COLUMNS, values)))
+    return text_table(rows, RUN_COLUMNS)
+
+
+def grid_search(
+    build: Callable[[], keras.Model],
+    data: CifarData,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    epochs: int,
+    seed: int = 0,
+    **fixed: Any,
+) -> list[dict[str, Any]]:
+    """Train one model per combination of settings; rank them on validation (chapter 7).
+
+    Parameters
+    ----------
+    build : callable
+        Returns a fresh, uncompiled model.
+    data : CifarData
+        Training data and the validation split that scores the settings. The test
+        split is not used.
+    grid : mapping of str to sequence
+        Keyword of :func:`run_experiment` (``learning_rate``, ``batch_size``,
+        ``optimizer``, ...) to the values to try.
+    epochs : int
+        Epochs per combination.
+    seed : int
+        The same seed for every combination.
+    **fixed
+        Further keywords for :func:`run_experiment`, the same for all.
+
+    Returns
+    -------
+    list of dict
+        One dict per combination with its settings, ``val_acc``, ``val_loss``,
+        ``train_acc`` and ``seconds``, best validation accuracy first. A run whose
+        loss diverged gets ``val_acc`` NaN and ``diverged`` True, and comes last.
+    """
+    names = list(grid)
+    results = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        config = dict(zip(names, values))
+        start = time.perf_counter()
+        row: dict[str, Any] = {**config, "diverged": False}
+        try:
+            run = run_experiment(build, data, epochs=epochs, seed=seed, verbose=0, **fixed, **config)
+            h = run.history
+            row.update(val_acc=h.last("val_accuracy"), val_loss=h.last("val_loss"),
+                       train_acc=h.last("accuracy"))
+        except train.TrainingDiverged:
+            row.update(val_acc=math.nan, val_loss=math.nan, train_acc=math.nan, diverged=True)
+        row["seconds"] = time.perf_counter() - start
+        results.append(row)
+    return sorted(results, key=lambda r: -r["val_acc"] if not math.isnan(r["val_acc"]) else math.inf)
+
+
+def read_bench_results(
+    paths: Sequence[str | os.PathLike],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Read the JSON results of ``bench/fast_recipe.py`` (chapter 7).
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Result files, e.g. ``bench/results/fast_recipe_seed0.json``.
+
+    Returns
+    -------
+    rows : list of dict
+        One per file found: ``file`` (its name only), ``seed``, ``epochs``,
+        ``precision``, ``batch_size``, ``params``, ``train_min`` (training wall
+        time in minutes, evaluation excluded), ``images_per_s``, ``test_acc``
+        (no test-time augmentation), ``test_acc_tta`` (flip),
+        ``test_acc_tta2`` (flip and shifts), ``epoch_to_90``, ``cpu_count``,
+        ``tensorflow``, and the per-epoch curve ``curve_min`` (minutes of
+        training so far) and ``curve_acc`` (test accuracy then, no
+        augmentation); a key the file lacks is ``None`` (an empty list for the
+        curve).
+    missing : list of str
+        Names of the files that do not exist.
+    """
+    rows, missing = [], []
+    for path in map(Path, paths):
+        if not path.is_file():
+            missing.append(path.name)
+            continue
+        result = json.loads(path.read_text())
+        history = result.get("history", {})
+        args = result.get("args", {})
+        train_time = history.get("train_time")
+        curve = [(t, a) for t, a in zip(history.get("elapsed_train_time", []),
+                                        history.get("test_acc", [])) if a is not None]
+        rows.append({
+            "file": path.name,
+            "seed": args.get("seed"),
+            "epochs": history.get("epochs", args.get("epochs")),
+            "precision": history.get("precision"),
+            "batch_size": history.get("batch_size"),
+            "params": history.get("params"),
+            "train_min": None if train_time is None else train_time / 60,
+            "images_per_s": history.get("images_per_s_mean"),
+            "test_acc": history.get("test_acc_final"),
+            "test_acc_tta": history.get("test_acc_tta"),
+            "test_acc_tta2": history.get("test_acc_tta2"),
+            "epoch_to_90": history.get("epoch_to_90"),
+            "cpu_count": result.get("cpu_count"),
+            "tensorflow": result.get("versions", {}).get("tensorflow"),
+            "curve_min": [t / 60 for t, a in curve],
+            "curve_acc": [a for t, a in curve],
+        })
+    return rows, missing

@@ -1,0 +1,132 @@
+"""Tests of the helpers behind chapter 7 ("Going further"): cifar_tutorial.experiments."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cifar_tutorial import experiments, models, train
+
+
+def _history(train_acc, val_acc, val_loss, seconds=1.0) -> train.History:
+    records = [
+        {"epoch": i + 1, "loss": 1.0, "accuracy": a, "val_loss": vl, "val_accuracy": va,
+         "lr": 1e-3, "seconds": seconds}
+        for i, (a, va, vl) in enumerate(zip(train_acc, val_acc, val_loss))
+    ]
+    return train.History(records=records)
+
+
+def test_text_table_aligns_and_marks_missing_values() -> None:
+    rows = [{"name": "a", "acc": 0.5, "n": 3}, {"name": "longer", "acc": None, "n": 12}]
+    text = experiments.text_table(rows, {"name": "", "acc": ".3f", "n": "d", "gone": ".1f"})
+    lines = text.splitlines()
+    assert lines[0].split() == ["name", "acc", "n", "gone"]
+    assert set(lines[1]) == {"-"} and len(lines[1]) == len(lines[0])
+    assert lines[2].split() == ["a", "0.500", "3", "-"]
+    assert lines[3].split() == ["longer", "-", "12", "-"]
+    assert len({len(line) for line in (lines[0], lines[2], lines[3])}) == 1  # fixed width
+
+
+def test_run_summary_finds_best_epochs_and_gap() -> None:
+    h = _history([0.5, 0.7, 0.9], [0.45, 0.60, 0.58], [1.5, 1.2, 1.4], seconds=2.0)
+    s = experiments.run_summary(h)
+    assert s["epochs"] == 3 and s["best_epoch"] == 2 and s["min_loss_epoch"] == 2
+    assert s["best_val_acc"] == 0.60 and s["min_val_loss"] == 1.2 and s["last_val_loss"] == 1.4
+    assert s["gap"] == pytest.approx(0.9 - 0.58)
+    assert s["seconds"] == 6.0
+    assert experiments.run_summary(h, seconds=10.0)["seconds"] == 10.0
+
+
+def test_runs_table_has_one_line_per_run() -> None:
+    runs = {
+        "plain": _history([0.5, 0.9], [0.5, 0.55], [1.3, 1.5]),
+        "augmented": _history([0.4, 0.6], [0.45, 0.6], [1.4, 1.2]),
+    }
+    lines = experiments.runs_table(runs).splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("run") and "best val acc (epoch)" in lines[0]
+    assert lines[2].startswith("plain") and "0.550 (2)" in lines[2] and "1.300 (1)" in lines[2]
+    assert "+0.350" in lines[2] and "+0.000" in lines[3]
+
+
+def test_run_experiment_is_reproducible(tiny_data) -> None:
+    runs = [
+        experiments.run_experiment(models.seed_cnn, tiny_data, epochs=1, batch_size=16,
+                                   learning_rate=3e-3, seed=3, verbose=0)
+        for _ in range(2)
+    ]
+    assert isinstance(runs[0], experiments.Experiment) and runs[0].seconds > 0
+    assert runs[0].history["loss"] == runs[1].history["loss"]
+    for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_run_experiment_passes_compile_options(tiny_data) -> None:
+    run = experiments.run_experiment(models.seed_cnn, tiny_data, epochs=1, batch_size=16,
+                                     label_mode="onehot", label_smoothing=0.1, verbose=0)
+    assert train.label_mode_of(run.model) == "onehot"
+
+
+def test_grid_search_ranks_on_validation_and_puts_diverged_runs_last(monkeypatch) -> None:
+    seen = []
+
+    def fake_run(build, data, *, epochs, seed, verbose, **config):
+        seen.append(config)
+        if config["learning_rate"] == 10.0:
+            raise train.TrainingDiverged("boom", 1)
+        acc = {1e-3: 0.4, 1e-2: 0.6}[config["learning_rate"]] + config["batch_size"] / 1e4
+        return experiments.Experiment(None, _history([acc], [acc], [1.0]), 1.0)
+
+    monkeypatch.setattr(experiments, "run_experiment", fake_run)
+    grid = {"learning_rate": [1e-3, 10.0, 1e-2], "batch_size": [64, 256]}
+    results = experiments.grid_search(None, None, grid, epochs=1, optimizer="adam")
+    assert len(results) == len(seen) == 6
+    assert all(c["optimizer"] == "adam" for c in seen)
+    assert [(r["learning_rate"], r["batch_size"]) for r in results[:4]] == [
+        (1e-2, 256), (1e-2, 64), (1e-3, 256), (1e-3, 64)
+    ]
+    assert all(r["diverged"] and math.isnan(r["val_acc"]) for r in results[4:])
+    assert set(results[0]) >= {"val_acc", "val_loss", "train_acc", "seconds", "diverged"}
+
+
+def test_read_bench_results(tmp_path) -> None:
+    result = {
+        "args": {"seed": 1, "epochs": 8.0},
+        "history": {"epochs": 8.0, "precision": "float32", "batch_size": 512, "params": 1973944,
+                    "train_time": 1500.0, "images_per_s_mean": 266.0, "test_acc_final": 0.93,
+                    "test_acc_tta": 0.935, "test_acc_tta2": 0.937, "epoch_to_90": 6,
+                    "elapsed_train_time": [60.0, 120.0, 180.0], "test_acc": [0.5, None, 0.9]},
+        "cpu_count": 2,
+        "versions": {"tensorflow": "2.21.0"},
+    }
+    (tmp_path / "fast_recipe_seed1.json").write_text(json.dumps(result))
+    rows, missing = experiments.read_bench_results(
+        [tmp_path / "fast_recipe_seed0.json", tmp_path / "fast_recipe_seed1.json"]
+    )
+    assert missing == ["fast_recipe_seed0.json"]
+    (row,) = rows
+    assert row["file"] == "fast_recipe_seed1.json" and row["seed"] == 1
+    assert row["train_min"] == 25.0 and row["test_acc_tta"] == 0.935
+    assert row["tensorflow"] == "2.21.0" and row["epoch_to_90"] == 6
+    assert row["curve_min"] == [1.0, 3.0] and row["curve_acc"] == [0.5, 0.9]
+
+
+def test_read_bench_results_tolerates_missing_keys(tmp_path) -> None:
+    (tmp_path / "partial.json").write_text(json.dumps({"args": {"seed": 0}}))
+    rows, missing = experiments.read_bench_results([tmp_path / "partial.json"])
+    assert missing == [] and rows[0]["seed"] == 0
+    assert rows[0]["train_min"] is None and rows[0]["test_acc"] is None
+    assert rows[0]["curve_min"] == [] and rows[0]["curve_acc"] == []
+
+
+@pytest.mark.parametrize("momentum", [0.99, 0.9])
+def test_vgg_bn_sets_the_batch_norm_momentum(momentum: float) -> None:
+    net = models.vgg_bn(widths=(4, 8, 8), bn_momentum=momentum)
+    norms = [layer for layer in net.layers if type(layer).__name__ == "BatchNormalization"]
+    assert len(norms) == 6 and all(n.momentum == momentum for n in norms)
+    assert not any(type(layer).__name__ == "BatchNormalization"
+                   for layer in models.vgg_bn(widths=(4, 8, 8), batch_norm=False).layers)
