@@ -737,7 +737,7 @@ def train_fast(
 def train_fast_on(
     data: Any,
     *,
-    epochs: float = 8.0,
+    epochs: float = 10.0,
     batch_size: int = 512,
     seed: int = 0,
     verbose: int = 1,
