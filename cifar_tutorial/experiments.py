@@ -287,6 +287,8 @@ def read_bench_results(
         time in minutes, evaluation excluded), ``images_per_s``, ``test_acc``
         (no test-time augmentation), ``test_acc_tta`` (flip),
         ``test_acc_tta2`` (flip and shifts), ``epoch_to_90``, ``cpu_count``,
+        ``cores`` (CPU seconds per wall second of training, averaged over the
+        epochs: about the number of cores the run had to itself),
         ``tensorflow``, and the per-epoch curve ``curve_min`` (minutes of
         training so far) and ``curve_acc`` (test accuracy then, no
         augmentation); a key the file lacks is ``None`` (an empty list for the
@@ -303,6 +305,7 @@ def read_bench_results(
         history = result.get("history", {})
         args = result.get("args", {})
         train_time = history.get("train_time")
+        cores = history.get("cpu_per_wall") or []
         curve = [(t, a) for t, a in zip(history.get("elapsed_train_time", []),
                                         history.get("test_acc", [])) if a is not None]
         rows.append({
@@ -319,6 +322,7 @@ def read_bench_results(
             "test_acc_tta2": history.get("test_acc_tta2"),
             "epoch_to_90": history.get("epoch_to_90"),
             "cpu_count": result.get("cpu_count"),
+            "cores": sum(cores) / len(cores) if cores else None,
             "tensorflow": result.get("versions", {}).get("tensorflow"),
             "curve_min": [t / 60 for t, a in curve],
             "curve_acc": [a for t, a in curve],

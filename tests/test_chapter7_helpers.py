@@ -99,7 +99,8 @@ def test_read_bench_results(tmp_path) -> None:
         "history": {"epochs": 8.0, "precision": "float32", "batch_size": 512, "params": 1973944,
                     "train_time": 1500.0, "images_per_s_mean": 266.0, "test_acc_final": 0.93,
                     "test_acc_tta": 0.935, "test_acc_tta2": 0.937, "epoch_to_90": 6,
-                    "elapsed_train_time": [60.0, 120.0, 180.0], "test_acc": [0.5, None, 0.9]},
+                    "elapsed_train_time": [60.0, 120.0, 180.0], "test_acc": [0.5, None, 0.9],
+                    "cpu_per_wall": [1.5, 2.0, 1.0]},
         "cpu_count": 2,
         "versions": {"tensorflow": "2.21.0"},
     }
@@ -113,6 +114,7 @@ def test_read_bench_results(tmp_path) -> None:
     assert row["train_min"] == 25.0 and row["test_acc_tta"] == 0.935
     assert row["tensorflow"] == "2.21.0" and row["epoch_to_90"] == 6
     assert row["curve_min"] == [1.0, 3.0] and row["curve_acc"] == [0.5, 0.9]
+    assert row["cores"] == pytest.approx(1.5)
 
 
 def test_read_bench_results_tolerates_missing_keys(tmp_path) -> None:
@@ -120,7 +122,7 @@ def test_read_bench_results_tolerates_missing_keys(tmp_path) -> None:
     rows, missing = experiments.read_bench_results([tmp_path / "partial.json"])
     assert missing == [] and rows[0]["seed"] == 0
     assert rows[0]["train_min"] is None and rows[0]["test_acc"] is None
-    assert rows[0]["curve_min"] == [] and rows[0]["curve_acc"] == []
+    assert rows[0]["curve_min"] == [] and rows[0]["curve_acc"] == [] and rows[0]["cores"] is None
 
 
 @pytest.mark.parametrize("momentum", [0.99, 0.9])
