@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from cifar_tutorial import recipes
+    from cifar_tutorial.data import read_image_folder
 
     t0 = time.perf_counter()
-    x_train, y_train, classes = recipes.load_image_folder(args.data_dir, "train")
-    x_test, y_test, _ = recipes.load_image_folder(args.data_dir, "test")
+    (x_train, y_train), (x_test, y_test), _ = read_image_folder(args.data_dir)
     load_time = time.perf_counter() - t0
     print(f"loaded {len(x_train)} train / {len(x_test)} test images in {load_time:.1f}s", flush=True)
 

@@ -21,14 +21,14 @@ The recipe is explained in chapter 7 ("Going further"). In short:
   whitened high-frequency channels are mostly rounding noise).
 
 The public entry points are array based: :func:`train_fast` takes uint8 images
-of shape ``(N, 32, 32, 3)`` and integer labels; :func:`load_image_folder` reads
-a ``root/<split>/<class>/*.jpg`` tree into such arrays.
+of shape ``(N, 32, 32, 3)`` and integer labels, as
+:func:`cifar_tutorial.data.read_image_folder` returns them; :func:`train_fast_on`
+takes a :class:`~cifar_tutorial.data.CifarData`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any, Callable
 
@@ -40,7 +40,6 @@ import tensorflow as tf
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
-    "load_image_folder",
     "whitening_filters",
     "build_fast_net",
     "augment_epoch",
@@ -55,68 +54,9 @@ __all__ = [
 CIFAR10_MEAN = np.array([125.307, 122.950, 113.865], dtype=np.float32)
 CIFAR10_STD = np.array([62.993, 62.089, 66.705], dtype=np.float32)
 
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
 # --------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------
-
-
-def load_image_folder(
-    root: str, split: str = "train", image_size: int = 32
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read ``root/<split>/<class>/*.jpg`` into in-memory uint8 arrays.
-
-    Used by the fast recipe of chapter 7 ("Going further"). Class labels are
-    the indices of the sorted class-folder names, files are read in sorted
-    order, so the result does not depend on the file system.
-
-    Parameters
-    ----------
-    root : str
-        Folder that holds one sub-folder per split.
-    split : str
-        Name of the split folder, e.g. ``"train"`` or ``"test"``.
-    image_size : int
-        Expected height and width of every image.
-
-    Returns
-    -------
-    images : numpy.ndarray
-        ``(N, image_size, image_size, 3)`` uint8 array.
-    labels : numpy.ndarray
-        ``(N,)`` int32 array of class indices.
-    class_names : list of str
-        Sorted class-folder names; ``class_names[label]`` is the class.
-    """
-    split_dir = os.path.join(root, split)
-    if not os.path.isdir(split_dir):
-        raise FileNotFoundError(f"no split folder {split_dir!r}")
-    class_names = sorted(
-        d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))
-    )
-    paths: list[str] = []
-    labels: list[int] = []
-    for index, name in enumerate(class_names):
-        folder = os.path.join(split_dir, name)
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(_IMAGE_EXTENSIONS))
-        paths.extend(os.path.join(folder, f) for f in files)
-        labels.extend([index] * len(files))
-    if not paths:
-        raise FileNotFoundError(f"no images under {split_dir!r}")
-
-    def _decode(path: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return tf.ensure_shape(image, (image_size, image_size, 3))
-
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(paths)
-        .map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(4096)
-    )
-    images = np.concatenate([batch.numpy() for batch in dataset], axis=0).astype(np.uint8)
-    return images, np.asarray(labels, dtype=np.int32), class_names
 
 
 def augment_epoch(
