@@ -59,6 +59,23 @@ def test_train_fast_on_learns_and_evaluates(tiny_data) -> None:
     assert ev.accuracy > 0.3  # ten well-separated synthetic colours; chance is 0.1
 
 
+@pytest.mark.parametrize("bias_epochs", [0, 2])
+def test_whitening_bias_learns_only_in_its_first_epochs(bias_epochs: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(64, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(64) % 10
+    model, history = recipes.train_fast(
+        x, y, epochs=2, batch_size=16, widths=(8, 16, 16), precision="float32",
+        whiten_bias_epochs=bias_epochs, verbose=0, seed=0,
+    )
+    assert history["steps"] == 8  # 8 steps: the last is not a multiple of 5 (Lookahead end)
+    bias = model.get_layer("whiten").bias.numpy()
+    if bias_epochs == 0:
+        np.testing.assert_array_equal(bias, np.zeros_like(bias))  # never moved from zero
+    else:
+        assert np.abs(bias).max() > 0
+
+
 def test_cli_trains_the_fast_recipe(tiny_folder: Path, tmp_path: Path) -> None:
     from cifar_tutorial import cli
 
