@@ -5,7 +5,7 @@ Runs ``python -m cifar_tutorial train --model seed --val-fraction 0`` once per s
 ``metrics.json`` and ``history.json``: test accuracy, training time, time per epoch
 and images per second (first epoch, which includes graph tracing, reported apart).
 
-    CIFAR10_DIR=../shared/data/cifar10-jpeg python bench/seed_cnn.py --seeds 0 1 --out bench/results/seed_cnn.json
+    CIFAR10_DIR=../shared/data/cifar10-jpeg python bench/seed_cnn.py --seeds 0 1 2 --out bench/results/seed_cnn.json
 """
 
 from __future__ import annotations
