@@ -1,4 +1,4 @@
-"""Benchmark the fast CIFAR-10 recipe of chapter 7 ("Going further") end to end.
+"""Benchmark the fast CIFAR-10 recipe of chapter 8 ("Going further") end to end.
 
 Example::
 
@@ -33,7 +33,7 @@ def _cpu_load() -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run the recipe and write the JSON results (chapter 7)."""
+    """Parse arguments, run the recipe and write the JSON results (chapter 8)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR"))
     parser.add_argument("--seed", type=int, default=0)

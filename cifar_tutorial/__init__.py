@@ -7,16 +7,16 @@ Each module follows one part of the story:
 - :mod:`cifar_tutorial.maths` -- NumPy reference versions of softmax, norms and
   cross-entropy (chapters 2 and 3),
 - :mod:`cifar_tutorial.models` -- the seed's CNN, its output heads and stronger nets
-  (chapters 3, 5 and 7),
+  (chapters 3, 6 and 8),
 - :mod:`cifar_tutorial.train` -- ``fit`` and a ``tf.GradientTape`` loop with
-  checkpoints, resume and NaN guards (chapters 5 and 6),
+  checkpoints, resume and NaN guards (chapters 6 and 7),
 - :mod:`cifar_tutorial.evaluate` -- accuracy, per-class accuracy, confusion matrix and
-  worst mistakes (chapter 5),
+  worst mistakes (chapter 6),
 - :mod:`cifar_tutorial.plots` -- the figures of the book,
 - :mod:`cifar_tutorial.experiments` -- timed training runs, comparison tables and a
-  grid search (chapter 7),
-- :mod:`cifar_tutorial.recipes` -- the fast recipe of chapter 7,
-- :mod:`cifar_tutorial.distribute` -- ``tf.distribute`` strategies (chapter 8),
+  grid search (chapter 8),
+- :mod:`cifar_tutorial.recipes` -- the fast recipe of chapter 8,
+- :mod:`cifar_tutorial.distribute` -- ``tf.distribute`` strategies (chapter 9),
 - :mod:`cifar_tutorial.runtime` -- seeds, determinism, devices and smoke mode,
 - :mod:`cifar_tutorial.cli` -- ``python -m cifar_tutorial train|evaluate``.
 """

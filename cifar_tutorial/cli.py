@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "command to resume an interrupted run.")
     m = t.add_argument_group("model and training")
     m.add_argument("--model", choices=MODELS, default="seed",
-                   help="seed: the seed article's CNN (chapter 5); vgg_bn: a deeper net with "
-                        "batch norm (chapter 7); fast: the fast recipe of chapter 7 (one device, "
+                   help="seed: the seed article's CNN (chapter 6); vgg_bn: a deeper net with "
+                        "batch norm (chapter 8); fast: the fast recipe of chapter 8 (one device, "
                         "no checkpoints; --no-determinism makes it about 40%% faster) "
                         "[default: %(default)s]")
     m.add_argument("--head", choices=HEADS,
@@ -114,19 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate [default: 1e-4 (Adam) for seed, 1e-3 for vgg_bn]")
     m.add_argument("--scale-lr", action="store_true",
-                   help="linear scaling rule (chapter 8): take --lr (or its default) as tuned "
+                   help="linear scaling rule (chapter 9): take --lr (or its default) as tuned "
                         f"for a batch of {REFERENCE_BATCH} and multiply it by "
                         f"--batch-size/{REFERENCE_BATCH}")
     m.add_argument("--loop", choices=("fit", "custom"), default=None,
-                   help="Keras fit or the tf.GradientTape loop of chapter 6 [default: fit; "
+                   help="Keras fit or the tf.GradientTape loop of chapter 7 [default: fit; "
                         "custom with --strategy multiworker, where Keras' fit fails]")
     m.add_argument("--augment", action="store_true",
-                   help="random flips and shifts of up to 4 pixels (chapter 7)")
+                   help="random flips and shifts of up to 4 pixels (chapter 8)")
     m.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
                    help="stop when val_loss has not improved for PATIENCE epochs")
     m.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: one device, all local devices, or the "
-                        "workers in $TF_CONFIG (chapter 8) [default: %(default)s]")
+                        "workers in $TF_CONFIG (chapter 9) [default: %(default)s]")
     m.add_argument("--seed", type=int, default=0, help="random seed [default: %(default)s]")
     m.add_argument("--no-determinism", action="store_true",
                    help="allow non-deterministic (slightly faster) kernels")

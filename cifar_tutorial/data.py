@@ -240,7 +240,7 @@ class CifarData:
 
 
 def flip_and_translate(pad: int = 4) -> Callable:
-    """Make the augmentation of chapter 7: random horizontal flip and shift.
+    """Make the augmentation of chapter 8: random horizontal flip and shift.
 
     The shift pads the image by reflection and crops a random 32x32 window, so the
     content moves by up to ``pad`` pixels each way. The random numbers are

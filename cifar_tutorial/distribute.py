@@ -1,4 +1,4 @@
-"""Distribution strategies and the helpers of chapter 8 ("Scaling out with tf.distribute").
+"""Distribution strategies and the helpers of chapter 9 ("Scaling out with tf.distribute").
 
 The trainers in :mod:`cifar_tutorial.train` take any ``tf.distribute.Strategy``.
 This module
@@ -100,7 +100,7 @@ def scaled_learning_rate(base: float, global_batch: int, reference_batch: int) -
 
 
 def split_cpu(replicas: int = 2) -> list[str]:
-    """Split the CPU into ``replicas`` logical devices (chapter 8).
+    """Split the CPU into ``replicas`` logical devices (chapter 9).
 
     ``MirroredStrategy`` then runs one replica on each, which shows on a machine
     without GPUs that several replicas compute what one device computes. The
@@ -217,7 +217,7 @@ def compare_with_one_device(
     model: str = "seed",
     seed: int = 0,
 ) -> Comparison:
-    """Train the same model on one device and with ``MirroredStrategy``; compare (chapter 8).
+    """Train the same model on one device and with ``MirroredStrategy``; compare (chapter 9).
 
     Both runs start from the same weights and see the same batches in the same
     order. With the loss averaged over the global batch, summing the replicas'
@@ -291,7 +291,7 @@ def throughput(
     model: str = "seed",
     seed: int = 0,
 ) -> float:
-    """Training speed in images per second: the fastest epoch after the first (chapter 8).
+    """Training speed in images per second: the fastest epoch after the first (chapter 9).
 
     The first epoch pays for tracing and warming up and is not counted. Of the
     others the fastest is kept, the one least disturbed by other programs.
@@ -339,7 +339,7 @@ def throughput(
 
 
 def tf_config(workers: Sequence[str], index: int) -> str:
-    """The ``TF_CONFIG`` value for worker ``index`` of a cluster (chapter 8).
+    """The ``TF_CONFIG`` value for worker ``index`` of a cluster (chapter 9).
 
     Every worker gets the same list of addresses and its own index; worker 0 is
     the chief, which writes the outputs.
@@ -482,7 +482,7 @@ def worker_summary(results: Sequence[WorkerResult]) -> dict[str, Any]:
 
 
 def local_copy(model):
-    """A copy of ``model`` whose variables live on this process only (chapter 8).
+    """A copy of ``model`` whose variables live on this process only (chapter 9).
 
     Keras' ``predict`` and ``evaluate`` are not usable on a model built under
     ``MultiWorkerMirroredStrategy`` (they would wait for the other workers); the

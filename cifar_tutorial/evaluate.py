@@ -1,7 +1,7 @@
 """Evaluation: accuracy, per-class accuracy, confusion matrix, worst mistakes.
 
-Chapter 5 ("The seed's CNN") evaluates the trained net once on the test set with
-:func:`evaluate`; chapter 7 adds test-time flip augmentation (``tta=True``).
+Chapter 6 ("The seed's CNN") evaluates the trained net once on the test set with
+:func:`evaluate`; chapter 8 adds test-time flip augmentation (``tta=True``).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def predict_probabilities(
         Prediction batch size.
     tta : bool
         Test-time augmentation: average the predictions for the image and its
-        mirror image (chapter 7).
+        mirror image (chapter 8).
 
     Returns
     -------
@@ -157,7 +157,7 @@ def predict_probabilities(
 def evaluate(
     model: keras.Model, data: CifarData, split: str = "test", batch_size: int = 500, tta: bool = False
 ) -> Evaluation:
-    """Evaluate ``model`` on one split of ``data`` (chapter 5).
+    """Evaluate ``model`` on one split of ``data`` (chapter 6).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
-"""Small, timed training experiments and their tables (chapter 7, "Going further").
+"""Small, timed training experiments and their tables (chapter 8, "Going further").
 
-Chapter 7 measures what each ingredient of a stronger training run buys. Every
+Chapter 8 measures what each ingredient of a stronger training run buys. Every
 experiment is one call of :func:`run_experiment` (seed, build, compile, train, time);
 :func:`runs_table` and :func:`text_table` turn the results into fixed-width tables,
 :func:`grid_search` tries every combination of a few hyperparameters and ranks them
@@ -28,7 +28,7 @@ from cifar_tutorial.data import CifarData
 
 @dataclasses.dataclass
 class Experiment:
-    """One training run of chapter 7: the trained model, its history and its wall time.
+    """One training run of chapter 8: the trained model, its history and its wall time.
 
     Attributes
     ----------
@@ -59,7 +59,7 @@ def run_experiment(
     verbose: int = 1,
     **compile_options: Any,
 ) -> Experiment:
-    """Seed, build, compile and train one model, and time the training (chapter 7).
+    """Seed, build, compile and train one model, and time the training (chapter 8).
 
     Every run starts from :func:`cifar_tutorial.runtime.set_seed` with the same
     ``seed``, so two experiments that differ in one setting start from the same
@@ -109,7 +109,7 @@ def run_experiment(
 
 
 def text_table(rows: Sequence[Mapping[str, Any]], formats: Mapping[str, str]) -> str:
-    """Format rows as a fixed-width text table (chapter 7).
+    """Format rows as a fixed-width text table (chapter 8).
 
     Parameters
     ----------
@@ -191,7 +191,7 @@ RUN_COLUMNS: dict[str, str] = {
 
 
 def runs_table(runs: Mapping[str, Experiment | train.History]) -> str:
-    """Compare runs in one table, one line each (chapter 7).
+    """Compare runs in one table, one line each (chapter 8).
 
     Parameters
     ----------
@@ -225,7 +225,7 @@ def grid_search(
     seed: int = 0,
     **fixed: Any,
 ) -> list[dict[str, Any]]:
-    """Train one model per combination of settings; rank them on validation (chapter 7).
+    """Train one model per combination of settings; rank them on validation (chapter 8).
 
     Parameters
     ----------
@@ -272,7 +272,7 @@ def grid_search(
 def read_bench_results(
     paths: Sequence[str | os.PathLike],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Read the JSON results of ``bench/fast_recipe.py`` (chapter 7).
+    """Read the JSON results of ``bench/fast_recipe.py`` (chapter 8).
 
     Parameters
     ----------

@@ -1,10 +1,10 @@
 """The networks of the book.
 
 - :func:`seed_cnn` -- the seed article's CNN, with the ``Flatten`` it forgot
-  (chapter 5), and a choice of output head for the softmax-versus-norm experiment
+  (chapter 6), and a choice of output head for the softmax-versus-norm experiment
   (chapter 3);
 - :class:`OutputNormalization` -- those heads as one Keras layer;
-- :func:`vgg_bn` -- a deeper net with batch normalization and dropout (chapter 7);
+- :func:`vgg_bn` -- a deeper net with batch normalization and dropout (chapter 8);
 - the fast recipe's net lives in :mod:`cifar_tutorial.recipes`.
 """
 
@@ -102,7 +102,7 @@ def seed_cnn(
     """The seed article's CNN, with the ``Flatten`` between convolutions and dense layers.
 
     Conv 64 3x3 ReLU, max-pool 3, Conv 64 3x3 ReLU, max-pool 3, Flatten, Dense 128
-    ReLU, Dense 64 ReLU, Dense 10, then the output head (chapter 5). Without the
+    ReLU, Dense 64 ReLU, Dense 10, then the output head (chapter 6). Without the
     ``Flatten`` the dense layers would act on each of the 2x2 positions separately
     and the output would have shape ``(batch, 2, 2, 10)``.
 
@@ -148,7 +148,7 @@ def vgg_bn(
     name: str = "vgg_bn",
     bn_momentum: float = 0.99,
 ) -> keras.Sequential:
-    """A small VGG-style net: three blocks of two 3x3 convolutions (chapter 7).
+    """A small VGG-style net: three blocks of two 3x3 convolutions (chapter 8).
 
     Each block is Conv-BN-ReLU, Conv-BN-ReLU, max-pool 2, dropout; a global average
     pool and one dense layer finish it.
@@ -170,7 +170,7 @@ def vgg_bn(
     bn_momentum : float
         Momentum of the running mean and variance that batch normalization uses at
         inference. Keras' default 0.99 averages over roughly the last 100 steps:
-        too slow for runs of a few hundred steps, which chapter 7 trains with 0.9.
+        too slow for runs of a few hundred steps, which chapter 8 trains with 0.9.
 
     Returns
     -------
@@ -227,7 +227,7 @@ def build_model(name: str = "seed", head: str | None = None, **kwargs) -> keras.
 
 
 def layer_table(model: keras.Model) -> str:
-    """A plain-text table of layers, output shapes and parameter counts (chapter 5).
+    """A plain-text table of layers, output shapes and parameter counts (chapter 6).
 
     Unlike ``model.summary()``, the text does not depend on the terminal's width, so
     notebooks can compare it between runs.

@@ -99,7 +99,7 @@ def class_balance(
 
 
 def training_curves(histories: History | Mapping[str, History], title: str | None = None) -> Figure:
-    """Loss and accuracy per epoch, training solid and validation dashed (chapter 5).
+    """Loss and accuracy per epoch, training solid and validation dashed (chapter 6).
 
     Parameters
     ----------
@@ -138,7 +138,7 @@ def training_curves(histories: History | Mapping[str, History], title: str | Non
 def confusion_matrix(
     cm: np.ndarray, class_names: Sequence[str], normalize: bool = True
 ) -> Figure:
-    """Heat map of a confusion matrix, rows true class, columns prediction (chapter 5).
+    """Heat map of a confusion matrix, rows true class, columns prediction (chapter 6).
 
     Parameters
     ----------
@@ -180,7 +180,7 @@ def mistakes(
     class_names: Sequence[str],
     ncols: int = 8,
 ) -> Figure:
-    """The most confident wrong predictions, "predicted 97% (true)" (chapter 5).
+    """The most confident wrong predictions, "predicted 97% (true)" (chapter 6).
 
     Parameters
     ----------
@@ -287,7 +287,7 @@ def temperature_curves(
 
 
 def bar_comparison(values: Mapping[str, float], ylabel: str, title: str | None = None) -> Figure:
-    """Horizontal bars comparing one figure across runs (chapter 7).
+    """Horizontal bars comparing one figure across runs (chapter 8).
 
     Parameters
     ----------
@@ -320,7 +320,7 @@ def gradient_norms(
     clip_norm: float | None = None,
     title: str | None = None,
 ) -> Figure:
-    """The global gradient norm at every training step, on a log scale (chapter 6).
+    """The global gradient norm at every training step, on a log scale (chapter 7).
 
     Parameters
     ----------

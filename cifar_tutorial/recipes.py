@@ -1,6 +1,6 @@
 """A fast CIFAR-10 training recipe for CPUs, in the spirit of airbench.
 
-The recipe is explained in chapter 7 ("Going further"). In short:
+The recipe is explained in chapter 8 ("Going further"). In short:
 
 * a small VGG-like network: a frozen 2x2 "patch-whitening" convolution whose
   filters are the eigenvectors of the covariance of 2x2 image patches, then
@@ -65,7 +65,7 @@ def augment_epoch(
     rng: np.random.Generator,
     translate: int = 2,
 ) -> np.ndarray:
-    """Flip and randomly translate a whole uint8 array at once (chapter 7).
+    """Flip and randomly translate a whole uint8 array at once (chapter 8).
 
     Each image is mirrored where ``flip_mask`` is true, reflect-padded by
     ``translate`` pixels and cropped back to its size at a random offset. The
@@ -113,7 +113,7 @@ def augment_epoch(
 def whitening_filters(
     images: np.ndarray, patch_size: int = 2, eps: float = 5e-4, max_images: int = 5000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Patch-whitening filters from the covariance of image patches (chapter 7).
+    """Patch-whitening filters from the covariance of image patches (chapter 8).
 
     The ``patch_size x patch_size x 3`` patches of the (normalised) images are
     collected, their covariance is diagonalised, and every eigenvector ``v``
@@ -181,7 +181,7 @@ class _DiracInit(keras.initializers.Initializer):
 
 @keras.saving.register_keras_serializable(package="cifar_tutorial")
 def gelu_tanh(x: Any) -> Any:
-    """GELU with the tanh approximation (cheaper on some CPUs; chapter 7)."""
+    """GELU with the tanh approximation (cheaper on some CPUs; chapter 8)."""
     return keras.activations.gelu(x, approximate=True)
 
 
@@ -196,7 +196,7 @@ def build_fast_net(
     seed: int | None = None,
     gelu_approximate: bool = False,
 ) -> keras.Model:
-    """Build the airbench-style network of the fast recipe (chapter 7).
+    """Build the airbench-style network of the fast recipe (chapter 8).
 
     Input: uint8 (or float) images ``(N, 32, 32, 3)`` on the 0-255 scale;
     output: float32 logits ``(N, num_classes)``.
@@ -327,7 +327,7 @@ def _logits_fn(model: keras.Model) -> Callable[[Any], Any]:
 def predict_logits_tta(
     model: keras.Model, images: np.ndarray, tta_level: int = 1, batch_size: int = 1000
 ) -> np.ndarray:
-    """Logits with test-time augmentation (chapter 7).
+    """Logits with test-time augmentation (chapter 8).
 
     Parameters
     ----------
@@ -373,7 +373,7 @@ def predict_logits_tta(
 def evaluate_tta(
     model: keras.Model, x: np.ndarray, y: np.ndarray, tta_level: int = 1, batch_size: int = 1000
 ) -> float:
-    """Accuracy of ``model`` on ``(x, y)`` with test-time augmentation (chapter 7).
+    """Accuracy of ``model`` on ``(x, y)`` with test-time augmentation (chapter 8).
 
     Parameters
     ----------
@@ -403,7 +403,7 @@ def evaluate_tta(
 
 
 def choose_precision(precision: str = "auto") -> str:
-    """Resolve ``"auto"`` to the precision the fast recipe uses on this CPU (chapter 7).
+    """Resolve ``"auto"`` to the precision the fast recipe uses on this CPU (chapter 8).
 
     ``mixed_bfloat16`` pays off on CPUs with native bfloat16 instructions
     (``avx512_bf16`` or ``amx_bf16`` in ``/proc/cpuinfo``): measured 1.8x
@@ -464,7 +464,7 @@ def train_fast(
     verbose: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """Train the fast network of chapter 7 ("Going further") on uint8 arrays.
+    """Train the fast network of chapter 8 ("Going further") on uint8 arrays.
 
     Hyper-parameters follow airbench94: ``lr`` and ``weight_decay`` are given
     per 1024 examples with the "kilostep" convention, so the learning rate of
@@ -696,7 +696,7 @@ def train_fast_on(
     verbose: int = 1,
     **kwargs: Any,
 ) -> tuple[keras.Model, Any]:
-    """Run :func:`train_fast` on a :class:`~cifar_tutorial.data.CifarData` (chapter 7).
+    """Run :func:`train_fast` on a :class:`~cifar_tutorial.data.CifarData` (chapter 8).
 
     This is what ``python -m cifar_tutorial train --model fast`` calls. The validation
     split, when there is one, is scored after every epoch. The returned model takes

@@ -89,7 +89,7 @@ def cpu_flags() -> set[str]:
 def bf16_supported() -> bool:
     """Tell whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16).
 
-    Chapter 7 uses ``mixed_bfloat16`` only where this holds: elsewhere emulated
+    Chapter 8 uses ``mixed_bfloat16`` only where this holds: elsewhere emulated
     bfloat16 is slower than float32.
 
     Returns

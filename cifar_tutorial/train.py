@@ -1,7 +1,7 @@
 """Training: Keras ``fit`` and a ``tf.GradientTape`` loop behind one interface.
 
-Chapter 5 ("The seed's CNN") trains with :func:`train` and ``loop="fit"``;
-chapter 6 ("A custom training loop") opens the ``loop="custom"`` path, whose step is
+Chapter 6 ("The seed's CNN") trains with :func:`train` and ``loop="fit"``;
+chapter 7 ("A custom training loop") opens the ``loop="custom"`` path, whose step is
 :func:`make_train_step`. Both
 
 - run one epoch at a time on a data order drawn from ``seed + epoch``, so that a
@@ -11,7 +11,7 @@ chapter 6 ("A custom training loop") opens the ``loop="custom"`` path, whose ste
   again with the same settings;
 - stop with :class:`TrainingDiverged` when the loss turns NaN, infinite or huge, keeping
   the last good checkpoint, and with :class:`TrainingInterrupted` on Ctrl-C;
-- accept a ``tf.distribute`` strategy (chapter 8).
+- accept a ``tf.distribute`` strategy (chapter 9).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def compile_model(
     label_smoothing: float = 0.0,
     weight_decay: float | None = None,
 ) -> keras.Model:
-    """Compile with cross-entropy matching the labels and the model's head (chapter 5).
+    """Compile with cross-entropy matching the labels and the model's head (chapter 6).
 
     Parameters
     ----------
@@ -261,7 +261,7 @@ def label_mode_of(model: keras.Model) -> str:
 
 
 def make_train_step(model: keras.Model, strategy=None) -> Callable:
-    """Build one training step written out with ``tf.GradientTape`` (chapter 6).
+    """Build one training step written out with ``tf.GradientTape`` (chapter 7).
 
     The step computes per-example losses, averages them over the *global* batch
     with ``tf.nn.compute_average_loss`` (so that summing gradients over replicas
@@ -318,7 +318,7 @@ def make_eval_step(model: keras.Model, strategy=None) -> Callable:
     """Build the custom loop's validation step, the counterpart of :func:`make_train_step`.
 
     The custom loop validates with it under ``MultiWorkerMirroredStrategy``, where
-    Keras' ``evaluate`` fails (chapter 8).
+    Keras' ``evaluate`` fails (chapter 9).
 
     Returns
     -------
@@ -448,7 +448,7 @@ def is_chief(strategy=None) -> bool:
     """Tell whether this process writes outputs: always, except on non-chief workers.
 
     With ``MultiWorkerMirroredStrategy`` every worker trains, but only the chief
-    (the ``chief`` task, or worker 0 where there is none) writes files (chapter 8).
+    (the ``chief`` task, or worker 0 where there is none) writes files (chapter 9).
     """
     return strategy is None or _is_chief(strategy)
 
@@ -458,7 +458,7 @@ class _Checkpoint:
     """Checkpoint folder: ``epoch-NNNN.weights.h5`` plus ``state.json`` naming it.
 
     A non-chief worker writes into a scratch ``folder`` of its own and resumes from
-    the chief's folder, ``resume_from`` (chapter 8).
+    the chief's folder, ``resume_from`` (chapter 9).
     """
 
     folder: Path
@@ -599,7 +599,7 @@ def train(
     max_steps_per_epoch: int | None = None,
     verbose: int = 1,
 ) -> History:
-    """Train a compiled model on ``data`` for ``epochs`` epochs (chapters 5 and 6).
+    """Train a compiled model on ``data`` for ``epochs`` epochs (chapters 6 and 7).
 
     Parameters
     ----------
@@ -626,7 +626,7 @@ def train(
         Stop when ``val_loss`` has not improved for this many epochs, and go back
         to the best weights.
     strategy : tf.distribute.Strategy, optional
-        Distribution strategy (chapter 8).
+        Distribution strategy (chapter 9).
     max_steps_per_epoch : int, optional
         Cut epochs short (smoke tests).
     verbose : int
@@ -802,13 +802,13 @@ def _restore_last_good(model: keras.Model, checkpoint: _Checkpoint | None, histo
 
 
 def _multi_worker(strategy) -> bool:
-    """Whether ``strategy`` has replicas in other processes (chapter 8)."""
+    """Whether ``strategy`` has replicas in other processes (chapter 9)."""
     replicas = strategy.num_replicas_in_sync
     return replicas > 1 and replicas > len(strategy.extended.worker_devices)
 
 
 def _shard_by_data(dataset):
-    """Let each worker of a cluster take its share of every batch (chapter 8).
+    """Let each worker of a cluster take its share of every batch (chapter 9).
 
     The pipelines read arrays, not files, so the automatic choice (shard by file)
     cannot apply; say so instead of letting TensorFlow warn and fall back.

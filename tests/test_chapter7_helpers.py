@@ -1,4 +1,4 @@
-"""Tests of the helpers behind chapter 7 ("Going further"): cifar_tutorial.experiments."""
+"""Tests of the helpers behind chapter 8 ("Going further"): cifar_tutorial.experiments."""
 
 from __future__ import annotations
 

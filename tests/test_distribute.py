@@ -1,4 +1,4 @@
-"""Distributed training (chapter 8): several replicas compute what one device computes.
+"""Distributed training (chapter 9): several replicas compute what one device computes.
 
 - ``MirroredStrategy`` on two logical CPU devices, with both training loops, ends with
   the weights of single-device training on the same data (a subprocess, because the

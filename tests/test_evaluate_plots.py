@@ -1,4 +1,4 @@
-"""Evaluation (chapter 5) and the figures."""
+"""Evaluation (chapter 6) and the figures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Models of chapters 3, 5 and 7."""
+"""Models of chapters 3, 6 and 8."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fast recipe of chapter 7, on tiny data (its real figures come from bench/)."""
+"""The fast recipe of chapter 8, on tiny data (its real figures come from bench/)."""
 
 from __future__ import annotations
 

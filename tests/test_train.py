@@ -1,4 +1,4 @@
-"""Training with fit and with the GradientTape loop (chapters 5 and 6)."""
+"""Training with fit and with the GradientTape loop (chapters 6 and 7)."""
 
 from __future__ import annotations
 
