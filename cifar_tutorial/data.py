@@ -141,27 +141,39 @@ class CifarData:
             y_test=cut(self.y_test, test),
         )
 
-    def limit_in_smoke_mode(
-        self, train: int = 1024, val: int = 256, test: int = 512
+    def for_run_mode(
+        self,
+        smoke: tuple[int, int, int] = (1024, 256, 512),
+        quick: tuple[int, int, int] = (5000, 1000, 2000),
     ) -> CifarData:
-        """Return a small subset in the smoke mode of the tests, else ``self``.
+        """Return the data a chapter trains on in the current run mode.
 
-        Notebooks call this right after loading, so that ``pytest --nbval`` runs
-        them in minutes while readers train on everything.
+        Notebooks call this right after loading: a full run keeps everything, a
+        reader's quick run (``CIFAR_TUTORIAL_QUICK=1``) and the tests' smoke run keep
+        the first images of each split, so that they finish in minutes.
 
         Parameters
         ----------
-        train, val, test : int
-            Sizes kept in smoke mode.
+        smoke, quick : tuple of int
+            ``(train, val, test)`` sizes kept in the smoke and the quick mode.
 
         Returns
         -------
         CifarData
-            ``self`` in a full run, a subset in smoke mode.
+            ``self`` in a full run, a subset otherwise.
         """
-        from cifar_tutorial.runtime import smoke_mode
+        from cifar_tutorial.runtime import run_mode
 
-        return self.subset(train, val, test) if smoke_mode() else self
+        mode = run_mode()
+        if mode == "full":
+            return self
+        return self.subset(*(smoke if mode == "smoke" else quick))
+
+    def limit_in_smoke_mode(
+        self, train: int = 1024, val: int = 256, test: int = 512
+    ) -> CifarData:
+        """Old name of :meth:`for_run_mode` (smoke sizes only); removed once no chapter uses it."""
+        return self.for_run_mode(smoke=(train, val, test))
 
     def dataset(
         self,

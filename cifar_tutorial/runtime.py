@@ -1,4 +1,4 @@
-"""Seeds, determinism, devices and the smoke mode used by the tests.
+"""Seeds, determinism, devices, and the run modes (full, a reader's quick run, the tests' smoke run).
 
 Chapter 1 ("Classification as a task") introduces these helpers in its setup cell;
 every later chapter calls them first.
@@ -11,11 +11,19 @@ import platform
 from pathlib import Path
 
 SMOKE_ENV = "CIFAR_TUTORIAL_SMOKE"
-"""Environment variable that turns the smoke mode on (``1``, ``true`` or ``yes``)."""
+"""Environment variable that turns the tests' smoke mode on (``1``, ``true`` or ``yes``)."""
+
+QUICK_ENV = "CIFAR_TUTORIAL_QUICK"
+"""Environment variable that turns the reader's quick mode on (``1``, ``true`` or ``yes``).
+
+``python3 tasks.py lab --quick`` sets it for every notebook JupyterLab starts.
+"""
+
+_TRUE = {"1", "true", "yes"}
 
 
 def smoke_mode() -> bool:
-    """Tell whether notebooks should run in the small smoke mode.
+    """Tell whether notebooks should run in the tests' tiny smoke mode.
 
     The test configuration sets :data:`SMOKE_ENV` so that ``pytest --nbval`` runs
     every chapter on a few hundred images for a step or two; readers get full runs.
@@ -25,10 +33,39 @@ def smoke_mode() -> bool:
     bool
         True when the variable is set to ``1``, ``true`` or ``yes``.
     """
-    return os.environ.get(SMOKE_ENV, "").strip().lower() in {"1", "true", "yes"}
+    return os.environ.get(SMOKE_ENV, "").strip().lower() in _TRUE
 
 
-def budget(full: int, smoke: int) -> int:
+def quick_mode() -> bool:
+    """Tell whether a reader asked for quick runs (:data:`QUICK_ENV`).
+
+    In quick mode every chapter trains on a subset for fewer epochs, so that it runs
+    in about two minutes on two CPU cores; its numbers then differ from the book's.
+    The tests' smoke mode takes precedence.
+
+    Returns
+    -------
+    bool
+        True when :data:`QUICK_ENV` is ``1``, ``true`` or ``yes`` and the smoke mode
+        is off.
+    """
+    return not smoke_mode() and os.environ.get(QUICK_ENV, "").strip().lower() in _TRUE
+
+
+def run_mode() -> str:
+    """Name the current mode: ``"full"``, ``"quick"`` (readers) or ``"smoke"`` (tests).
+
+    Returns
+    -------
+    str
+        One of ``"full"``, ``"quick"`` and ``"smoke"``.
+    """
+    if smoke_mode():
+        return "smoke"
+    return "quick" if quick_mode() else "full"
+
+
+def budget(full: int, smoke: int, quick: int | None = None) -> int:
     """Pick a size (epochs, examples, steps) for the current mode.
 
     Parameters
@@ -37,13 +74,56 @@ def budget(full: int, smoke: int) -> int:
         The value for a full run, the one the book's stored outputs come from.
     smoke : int
         The value for the smoke mode of the tests.
+    quick : int, optional
+        The value for a reader's quick run; ``smoke`` when not given.
 
     Returns
     -------
     int
-        ``smoke`` in smoke mode, else ``full``.
+        The value that belongs to :func:`run_mode`.
     """
-    return smoke if smoke_mode() else full
+    mode = run_mode()
+    if mode == "smoke":
+        return smoke
+    if mode == "quick":
+        return smoke if quick is None else quick
+    return full
+
+
+def describe_run(full_minutes: float) -> str:
+    """Say in plain words how long this chapter takes and how to run it quickly.
+
+    Chapter setup cells print this line, so that a reader knows what to expect
+    before training starts.
+
+    Parameters
+    ----------
+    full_minutes : float
+        Duration of the full run on two CPU cores, in minutes.
+
+    Returns
+    -------
+    str
+        One or two sentences for the current mode.
+    """
+    if full_minutes < 1:
+        length = "under a minute"
+    else:
+        length = f"about {full_minutes:g} minute" + ("" if full_minutes == 1 else "s")
+    mode = run_mode()
+    if mode == "full":
+        return (
+            f"Full run: {length} on 2 CPU cores, as in the book.\n"
+            f"For a quick run (a subset, fewer epochs), set {QUICK_ENV}=1 or start\n"
+            "JupyterLab with: python3 tasks.py lab --quick"
+        )
+    if mode == "quick":
+        return (
+            f"Quick run: about 2 minutes on 2 CPU cores (the full run takes {length});\n"
+            "numbers will differ from the book's. Unset "
+            f"{QUICK_ENV} for the full run."
+        )
+    return "Test run: a few hundred images for a step or two."
 
 
 def set_seed(seed: int = 0, deterministic: bool = True) -> None:
