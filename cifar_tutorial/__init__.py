@@ -12,6 +12,8 @@ Each module follows one part of the story:
   checkpoints, resume and NaN guards (chapters 6 and 7),
 - :mod:`cifar_tutorial.evaluate` -- accuracy, per-class accuracy, confusion matrix and
   worst mistakes (chapter 6),
+- :mod:`cifar_tutorial.predict` -- your own image files classified by a saved model
+  (chapter 6),
 - :mod:`cifar_tutorial.plots` -- the figures of the book,
 - :mod:`cifar_tutorial.experiments` -- timed training runs, comparison tables and a
   grid search (chapter 8),

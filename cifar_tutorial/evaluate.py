@@ -120,7 +120,9 @@ def predict_probabilities(
     """Class probabilities for uint8 or [0, 1] float images.
 
     Logit models get a softmax; models whose head is not a distribution (the L2
-    head of chapter 3) are rescaled to sum to one, as Keras' loss does.
+    head of chapter 3) have negative outputs set to zero and are rescaled to sum
+    to one, as Keras' loss does. An image whose outputs are all zero or below gets
+    the uniform distribution (each class 1/10), so every row sums to one.
 
     Parameters
     ----------
@@ -146,7 +148,9 @@ def predict_probabilities(
         if outputs_logits(model):
             return softmax(out)
         out = np.clip(out, 0.0, None)
-        return out / np.maximum(out.sum(axis=-1, keepdims=True), 1e-12)
+        total = out.sum(axis=-1, keepdims=True)
+        empty = total <= 0
+        return np.where(empty, 1.0 / out.shape[-1], out / np.where(empty, 1.0, total))
 
     probs = run(x)
     if tta:
