@@ -6,6 +6,8 @@ Each module follows one part of the story:
   (chapter 4),
 - :mod:`cifar_tutorial.maths` -- NumPy reference versions of softmax, norms and
   cross-entropy (chapters 2 and 3),
+- :mod:`cifar_tutorial.convolution` -- convolution, pooling and receptive fields in
+  NumPy, checked against Keras' layers (chapter 5),
 - :mod:`cifar_tutorial.models` -- the seed's CNN, its output heads and stronger nets
   (chapters 3, 6 and 8),
 - :mod:`cifar_tutorial.train` -- ``fit`` and a ``tf.GradientTape`` loop with
