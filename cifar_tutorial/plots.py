@@ -359,6 +359,67 @@ def gradient_norms(
     return fig
 
 
+def map_grid(
+    maps: np.ndarray,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    size: float = 0.9,
+    cmap: str = "gray",
+    signed: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """Small images side by side: filters, kernels or feature maps (chapter 5).
+
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        ``(n, h, w)`` single-channel maps, each scaled to its own range, or
+        ``(n, h, w, 3)`` RGB images in ``[0, 1]``.
+    titles : sequence of str, optional
+        One short title per map (shown at 9 pt).
+    ncols : int
+        Maps per row.
+    size : float
+        Inches per map.
+    cmap : str
+        Colour map for single-channel maps.
+    signed : bool
+        Centre each single-channel map's colour scale on zero (for kernels and
+        responses that can be negative).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    Figure
+    """
+    maps = np.asarray(maps)
+    n = len(maps)
+    if n == 0 or maps.ndim not in (3, 4):
+        raise ValueError(f"expected a stack of maps (n, h, w) or (n, h, w, 3), got {maps.shape}")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    extra = 0.3 if titles is not None else 0.05
+    fig = Figure(figsize=(ncols * size, nrows * (size + extra) + (0.4 if title else 0)),
+                 layout="constrained", dpi=150)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        if maps.ndim == 4:
+            ax.imshow(np.clip(maps[i], 0, 1), interpolation="nearest")
+        else:
+            limit = float(np.abs(maps[i]).max()) or 1.0
+            bounds = {"vmin": -limit, "vmax": limit} if signed else {}
+            ax.imshow(maps[i], cmap=cmap, interpolation="nearest", **bounds)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def enable_notebook_display(shell=None) -> bool:
     """Let IPython show the figures of this module as PNG images (chapter 1).
 

@@ -225,3 +225,22 @@ def test_seed_cnn_never_reads_its_last_six_rows_and_columns() -> None:
 def test_bad_arguments_say_what_is_wrong(call, fragment) -> None:
     with pytest.raises(ValueError, match=fragment):
         call()
+
+
+def test_map_grid_shows_every_map_legibly() -> None:
+    from cifar_tutorial import plots
+
+    rng = np.random.default_rng(8)
+    fig = plots.map_grid(rng.normal(size=(5, 6, 6)), titles=list("abcde"), ncols=4,
+                         signed=True)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 8 and len(shown) == 5
+    assert [ax.get_title() for ax in shown] == list("abcde")
+    assert all(ax.title.get_fontsize() >= 9 for ax in shown)
+    low, high = shown[0].images[0].get_clim()
+    assert high > 0 and low == -high
+    assert fig.dpi >= 150
+    rgb = plots.map_grid(rng.uniform(size=(3, 4, 4, 3)))
+    assert rgb.axes[0].images[0].get_array().shape == (4, 4, 3)
+    with pytest.raises(ValueError, match="stack of maps"):
+        plots.map_grid(np.zeros((4, 4)))
