@@ -365,7 +365,7 @@ def map_grid(
     ncols: int = 8,
     size: float = 0.9,
     cmap: str = "gray",
-    signed: bool = False,
+    signed: bool | Sequence[bool] = False,
     title: str | None = None,
 ) -> Figure:
     """Small images side by side: filters, kernels or feature maps (chapter 5).
@@ -383,9 +383,9 @@ def map_grid(
         Inches per map.
     cmap : str
         Colour map for single-channel maps.
-    signed : bool
-        Centre each single-channel map's colour scale on zero (for kernels and
-        responses that can be negative).
+    signed : bool or sequence of bool
+        Centre a single-channel map's colour scale on zero (for kernels and
+        responses that can be negative); one flag for all maps or one per map.
     title : str, optional
         Figure title.
 
@@ -397,6 +397,7 @@ def map_grid(
     n = len(maps)
     if n == 0 or maps.ndim not in (3, 4):
         raise ValueError(f"expected a stack of maps (n, h, w) or (n, h, w, 3), got {maps.shape}")
+    flags = [signed] * n if isinstance(signed, bool) else list(signed)
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     extra = 0.3 if titles is not None else 0.05
@@ -411,7 +412,7 @@ def map_grid(
             ax.imshow(np.clip(maps[i], 0, 1), interpolation="nearest")
         else:
             limit = float(np.abs(maps[i]).max()) or 1.0
-            bounds = {"vmin": -limit, "vmax": limit} if signed else {}
+            bounds = {"vmin": -limit, "vmax": limit} if flags[i] else {}
             ax.imshow(maps[i], cmap=cmap, interpolation="nearest", **bounds)
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)

@@ -240,6 +240,8 @@ def test_map_grid_shows_every_map_legibly() -> None:
     low, high = shown[0].images[0].get_clim()
     assert high > 0 and low == -high
     assert fig.dpi >= 150
+    mixed = plots.map_grid(rng.uniform(size=(2, 3, 3)), signed=[False, True])
+    assert mixed.axes[0].images[0].get_clim()[0] >= 0 > mixed.axes[1].images[0].get_clim()[0]
     rgb = plots.map_grid(rng.uniform(size=(3, 4, 4, 3)))
     assert rgb.axes[0].images[0].get_array().shape == (4, 4, 3)
     with pytest.raises(ValueError, match="stack of maps"):
