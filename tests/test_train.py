@@ -95,3 +95,40 @@ def test_bad_arguments_are_refused(tiny_data) -> None:
         train.train(models.seed_cnn(), tiny_data, epochs=1)
     with pytest.raises(ValueError, match="label smoothing"):
         train.compile_model(models.seed_cnn(), label_smoothing=0.1)
+
+
+def test_plain_keras_and_package_train_alike(tiny_data) -> None:
+    """Chapter 6: keras.Sequential + compile + fit is models.seed_cnn + train.train."""
+    runtime.set_seed(3)
+    plain = keras.Sequential([
+        keras.Input(shape=(32, 32, 3)),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=3),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=3),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    plain.compile(optimizer=keras.optimizers.Adam(1e-4),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    logs = plain.fit(tiny_data.dataset("train", 16, seed=3),
+                     validation_data=tiny_data.dataset("val", 16),
+                     epochs=1, shuffle=False, verbose=0).history
+    runtime.set_seed(3)
+    package = train.compile_model(models.seed_cnn(), learning_rate=1e-4)
+    history = train.train(package, tiny_data, epochs=1, batch_size=16, seed=3, verbose=0)
+
+    def configs(model: keras.Model) -> list:
+        return [(type(layer).__name__, {k: v for k, v in layer.get_config().items() if k != "name"})
+                for layer in model.layers]
+
+    ours, theirs = configs(plain), configs(package)
+    assert ours[:-1] == theirs[:-2]  # all but the last Dense layer
+    assert {**ours[-1][1], "activation": "linear"} == theirs[-2][1]
+    assert ours[-1][1]["activation"] == "softmax" and package.layers[-1].kind == "softmax"
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert logs[key] == [history.records[0][key]], key
+    for a, b in zip(plain.get_weights(), package.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
