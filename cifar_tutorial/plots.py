@@ -2,6 +2,14 @@
 
 Figures are built with the object-oriented Matplotlib API (no global state), so
 they work in notebooks, in tests and in the command line alike.
+
+They are sized for the page: the book is read in a 1280-px browser window whose
+text column is about 750 px wide, which shows a figure up to :data:`PAGE_WIDTH`
+inches wide without shrinking it. So no figure is wider than that, no text is
+smaller than 9 pt (Matplotlib's 10 pt for most of it, :data:`GRID_TITLE_SIZE`
+under small images), no legend has more than :data:`MAX_LEGEND` entries (more
+runs go into more panels), epochs are whole numbers, and images are rendered at
+:data:`DPI` dots per inch.
 """
 
 from __future__ import annotations
@@ -11,8 +19,99 @@ from functools import partial
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
+from matplotlib.textpath import TextToPath
+from matplotlib.ticker import MaxNLocator
 
 from cifar_tutorial.train import History
+
+DPI = 150
+"""Resolution of the figures' PNG images, in the notebooks and in the files the
+command line writes: sharp on high-density screens."""
+
+PAGE_WIDTH = 7.5
+"""Widest figure, in inches: the text column (about 750 px at 96 px per inch)
+shows it at full size, so its fonts keep their size in points."""
+
+GRID_TITLE_SIZE = 9
+"""Font size of the titles under the small images of an image grid, in points."""
+
+MIN_CELL = 0.75
+"""Narrowest image of a grid, in inches: a 9-pt class name ("automobile") fits."""
+
+MAX_LEGEND = 6
+"""Most entries in one legend; more runs are split into panels."""
+
+MARKER_EPOCHS = 20
+"""Training curves of up to this many epochs mark each epoch with a dot, so that
+the points of a short run (one epoch is a single point) are seen."""
+
+
+def _groups(items: Sequence, size: int = MAX_LEGEND) -> list[list]:
+    """Split ``items`` into consecutive groups of at most ``size``, one per panel."""
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+
+
+def _integer_ticks(ax) -> None:
+    """Put ticks on whole numbers only (epochs, steps)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def _text_width(text: str, size: float = GRID_TITLE_SIZE) -> float:
+    """Width in inches of one line of ``text`` in Matplotlib's default font."""
+    width, _, _ = TextToPath().get_text_width_height_descent(
+        text, FontProperties(size=size), ismath=False)
+    return width / 72
+
+
+def _grid_shape(n: int, ncols: int, size: float) -> tuple[int, int, float]:
+    """Rows, columns and inches per image of a grid of ``n`` images no wider than the page.
+
+    Images shrink to fit :data:`PAGE_WIDTH`, but not below :data:`MIN_CELL`: a grid
+    asked for more columns than that allows is rewrapped into balanced rows.
+    """
+    if n == 0:
+        raise ValueError("no images to show")
+    ncols = max(1, min(ncols, n))
+    widest = int(PAGE_WIDTH // MIN_CELL)
+    if ncols > widest:
+        ncols = -(-n // -(-n // widest))
+    return -(-n // ncols), ncols, min(size, PAGE_WIDTH / ncols)
+
+
+def _two_lines_if_wide(first: str, second: str, width: float) -> str:
+    """``first + second`` on one line if it fits in ``width`` inches, else on two."""
+    if _text_width(first + second) <= 0.95 * width:
+        return first + second
+    return f"{first}\n{second}"
+
+
+def _grid(
+    images: np.ndarray,
+    shape: tuple[int, int, float],
+    titles: Sequence[str],
+    colors: Sequence[str],
+    key: str | None = None,
+) -> Figure:
+    """Draw ``images`` in a grid of ``shape`` (from :func:`_grid_shape`) with titles."""
+    nrows, ncols, cell = shape
+    lines = max((t.count("\n") + 1 for t in titles), default=1)
+    title_height = lines * 1.3 * GRID_TITLE_SIZE / 72 + 0.06
+    key_height = 0.35 if key else 0.0
+    fig = Figure(figsize=(ncols * cell, nrows * (cell + title_height) + key_height),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i >= len(images):
+            continue
+        ax.imshow(images[i], interpolation="nearest")
+        ax.set_title(titles[i], fontsize=GRID_TITLE_SIZE, color=colors[i])
+    if key:
+        fig.suptitle(key, fontsize=10)
+    return fig
 
 
 def image_grid(
@@ -25,6 +124,9 @@ def image_grid(
 ) -> Figure:
     """Show images with their class names (chapter 1).
 
+    The grid is at most :data:`PAGE_WIDTH` wide: images shrink to fit, and a grid
+    of more than 10 columns is rewrapped into balanced rows.
+
     Parameters
     ----------
     images : numpy.ndarray
@@ -34,38 +136,26 @@ def image_grid(
     class_names : sequence of str
         Names in label order.
     predictions : sequence of int, optional
-        Predicted labels; shown as "pred (true)", red where wrong.
+        Predicted labels; a wrong one is shown as "true→predicted" in red.
     ncols : int
         Images per row.
     size : float
-        Inches per image.
+        Inches per image, at most.
 
     Returns
     -------
     Figure
     """
-    n = len(images)
-    if n == 0:
-        raise ValueError("no images to show")
-    ncols = min(ncols, n)
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(ncols * size, nrows * (size + 0.25)), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
-    for i, ax in enumerate(axes):
-        ax.set_axis_off()
-        if i >= n:
-            continue
-        ax.imshow(images[i], interpolation="nearest")
-        title = class_names[int(labels[i])]
-        color = "black"
-        if predictions is not None:
-            pred = int(predictions[i])
-            if pred != int(labels[i]):
-                title, color = f"{class_names[pred]}\n({title})", "crimson"
-            else:
-                title = class_names[pred]
-        ax.set_title(title, fontsize=8, color=color)
-    return fig
+    shape = _grid_shape(len(images), ncols, size)
+    titles, colors = [], []
+    for i, label in enumerate(labels[: len(images)]):
+        true = class_names[int(label)]
+        pred = true if predictions is None else class_names[int(predictions[i])]
+        wrong = pred != true
+        titles.append(_two_lines_if_wide(f"{true}→", pred, shape[2]) if wrong else true)
+        colors.append("crimson" if wrong else "black")
+    key = "red: true class→predicted class" if "crimson" in colors else None
+    return _grid(images, shape, titles, colors, key)
 
 
 def class_balance(
@@ -86,7 +176,7 @@ def class_balance(
     """
     if not isinstance(counts, Mapping):
         counts = {"examples": counts}
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    fig = Figure(figsize=(PAGE_WIDTH, 3.2), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(counts)
     x = np.arange(len(class_names))
@@ -101,6 +191,11 @@ def class_balance(
 def training_curves(histories: History | Mapping[str, History], title: str | None = None) -> Figure:
     """Loss and accuracy per epoch, training solid and validation dashed (chapter 6).
 
+    One row of two panels per group of up to :data:`MAX_LEGEND` runs; the loss
+    panel's legend tells training from validation, the accuracy panel's names the
+    runs. Epoch ticks are whole numbers, and runs of up to :data:`MARKER_EPOCHS`
+    epochs mark each epoch (training filled, validation hollow).
+
     Parameters
     ----------
     histories : History or mapping of label to History
@@ -114,22 +209,42 @@ def training_curves(histories: History | Mapping[str, History], title: str | Non
     """
     if isinstance(histories, History):
         histories = {"": histories}
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    axes = fig.subplots(1, 2)
-    colors = [f"C{i}" for i in range(10)]
-    for (label, h), color in zip(histories.items(), colors):
-        epochs = h["epoch"]
-        for ax, key in zip(axes, ("loss", "accuracy")):
-            prefix = f"{label} " if label else ""
-            ax.plot(epochs, h[key], color=color, label=f"{prefix}train")
-            val = np.asarray(h[f"val_{key}"], dtype=float)
-            if not np.all(np.isnan(val)):
-                ax.plot(epochs, val, color=color, linestyle="--", label=f"{prefix}validation")
-    for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    if not histories:
+        raise ValueError("no training history to plot")
+    groups = _groups(histories.items())
+    fig = Figure(figsize=(PAGE_WIDTH, 3.0 * len(groups) + (0.3 if title else 0.0)),
+                 layout="constrained")
+    axes = fig.subplots(len(groups), 2, squeeze=False)
+    for row, group in zip(axes, groups):
+        has_val = False
+        for (label, h), color in zip(group, [f"C{i}" for i in range(MAX_LEGEND)]):
+            epochs = h["epoch"]
+            marker = "o" if len(epochs) <= MARKER_EPOCHS else None
+            for ax, key in zip(row, ("loss", "accuracy")):
+                ax.plot(epochs, h[key], label=label or "training", color=color, marker=marker,
+                        markersize=4)
+                val = np.asarray(h[f"val_{key}"], dtype=float)
+                if not np.all(np.isnan(val)):
+                    has_val = True
+                    ax.plot(epochs, val, linestyle="--", label="_" if label else "validation",
+                            color=color, marker=marker, markersize=4, markerfacecolor="white")
+        for ax, key in zip(row, ("loss", "accuracy")):
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(key)
+            ax.grid(alpha=0.3)
+            _integer_ticks(ax)
+            seen = {e for _, h in group for e in h["epoch"]}
+            if len(seen) == 1:  # one epoch: centre its points
+                ax.set_xlim(min(seen) - 1, min(seen) + 1)
+        if len(group) > 1 or group[0][0]:
+            marked = any(len(h["epoch"]) <= MARKER_EPOCHS for _, h in group)
+            style = {"color": "0.3", "marker": "o" if marked else None, "markersize": 4}
+            key_lines = [Line2D([], [], label="training", **style)]
+            if has_val:
+                key_lines.append(Line2D([], [], linestyle="--", markerfacecolor="white",
+                                        label="validation", **style))
+            row[0].legend(handles=key_lines)
+        row[1].legend()
     if title:
         fig.suptitle(title)
     return fig
@@ -167,7 +282,7 @@ def confusion_matrix(
         for j in range(k):
             value = f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
             color = "white" if shown[i, j] > 0.6 * shown.max() else "black"
-            ax.text(j, i, value, ha="center", va="center", fontsize=7, color=color)
+            ax.text(j, i, value, ha="center", va="center", fontsize=9, color=color)
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 
@@ -178,9 +293,13 @@ def mistakes(
     y_pred: Sequence[int],
     confidence: Sequence[float],
     class_names: Sequence[str],
-    ncols: int = 8,
+    ncols: int = 6,
 ) -> Figure:
-    """The most confident wrong predictions, "predicted 97% (true)" (chapter 6).
+    """The most confident wrong predictions, titled "cat→dog 0.93" (chapter 6).
+
+    Each title gives the true class, the predicted class and the probability the
+    model gave its prediction; a key above the grid says so. A title too wide for
+    its image breaks after the arrow.
 
     Parameters
     ----------
@@ -193,17 +312,19 @@ def mistakes(
     class_names : sequence of str
         Names in label order.
     ncols : int
-        Images per row.
+        Images per row; with six, the longest titles ("automobile 0.93") fit.
 
     Returns
     -------
     Figure
     """
-    fig = image_grid(images, y_true, class_names, predictions=y_pred, ncols=ncols, size=1.4)
-    for ax, p, c in zip(fig.axes, y_pred, confidence):
-        ax.set_title(f"{class_names[int(p)]} {c:.0%}\n({ax.get_title().split('(')[-1]}",
-                     fontsize=8, color="crimson")
-    return fig
+    shape = _grid_shape(len(images), ncols, 1.4)
+    titles = [
+        _two_lines_if_wide(f"{class_names[int(t)]}→", f"{class_names[int(p)]} {c:.2f}", shape[2])
+        for t, p, c in zip(y_true, y_pred, confidence)
+    ]
+    key = "true class→predicted class, and the probability given to the prediction"
+    return _grid(images, shape, titles, ["crimson"] * len(titles), key)
 
 
 def output_normalizations(
@@ -211,7 +332,8 @@ def output_normalizations(
 ) -> Figure:
     """Bars of one score vector after each output normalization (chapter 3).
 
-    A dashed line at 0 and the title's sum show which outputs are distributions.
+    A line at 0 and the title's sum show which outputs are distributions.
+    The panels are laid out two per row.
 
     Parameters
     ----------
@@ -227,16 +349,20 @@ def output_normalizations(
     Figure
     """
     panels = {"scores z": np.asarray(scores), **{k: np.asarray(v) for k, v in outputs.items()}}
-    fig = Figure(figsize=(3.0 * len(panels), 3.0), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=False))
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(PAGE_WIDTH * ncols / 2, 3.4 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=False)).ravel()
     k = len(scores)
     ticks = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
     for i, (ax, (name, values)) in enumerate(zip(axes, panels.items())):
         colors = ["C3" if v < 0 else ("C7" if i == 0 else "C0") for v in values]
         ax.bar(range(k), values, color=colors)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(range(k), ticks, rotation=90 if k > 5 else 0, fontsize=8)
-        ax.set_title(f"{name}\nsum = {values.sum():.3f}", fontsize=9)
+        ax.set_xticks(range(k), ticks, rotation=90 if k > 5 else 0)
+        ax.set_title(f"{name}\nsum = {values.sum():.3f}", fontsize=11)
     return fig
 
 
@@ -247,6 +373,9 @@ def temperature_curves(
     labels: Sequence[str] | None = None,
 ) -> Figure:
     """Softmax of the same scores at several temperatures (chapter 3).
+
+    More than :data:`MAX_LEGEND` temperatures are spread over panels, one above
+    the other.
 
     Parameters
     ----------
@@ -269,20 +398,22 @@ def temperature_curves(
         labels = [f"T = {t:.3g}" for t in temperatures]
     if len(labels) != len(temperatures):
         raise ValueError(f"{len(labels)} labels for {len(temperatures)} temperatures")
-    fig = Figure(figsize=(6.4, 3.2), layout="constrained")
-    ax = fig.add_subplot()
+    groups = _groups(zip(temperatures, labels))
+    fig = Figure(figsize=(6.4, 3.2 * len(groups)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(groups), 1)).ravel()
     k = len(scores)
-    width = 0.8 / len(temperatures)
-    for j, (t, label) in enumerate(zip(temperatures, labels)):
-        ax.bar(np.arange(k) + j * width - 0.4 + width / 2, temperature_softmax(scores, t),
-               width, label=label)
-    if class_names is not None:
-        ax.set_xticks(range(k), list(class_names), rotation=30, fontsize=8)
-    else:
-        ax.set_xticks(range(k))
-        ax.set_xlabel("class")
-    ax.set_ylabel("probability")
-    ax.legend(fontsize=8)
+    for ax, group in zip(axes, groups):
+        width = 0.8 / len(group)
+        for j, (t, label) in enumerate(group):
+            ax.bar(np.arange(k) + j * width - 0.4 + width / 2, temperature_softmax(scores, t),
+                   width, label=label)
+        if class_names is not None:
+            ax.set_xticks(range(k), list(class_names), rotation=30)
+        else:
+            ax.set_xticks(range(k))
+            ax.set_xlabel("class")
+        ax.set_ylabel("probability")
+        ax.legend()
     return fig
 
 
@@ -307,7 +438,7 @@ def bar_comparison(values: Mapping[str, float], ylabel: str, title: str | None =
     names = list(values)
     ax.barh(names, [values[n] for n in names], color="C0")
     for i, n in enumerate(names):
-        ax.text(values[n], i, f" {values[n]:.3f}", va="center", fontsize=8)
+        ax.text(values[n], i, f" {values[n]:.3f}", va="center")
     ax.invert_yaxis()
     ax.set_xlabel(ylabel)
     if title:
@@ -321,6 +452,9 @@ def gradient_norms(
     title: str | None = None,
 ) -> Figure:
     """The global gradient norm at every training step, on a log scale (chapter 7).
+
+    Up to five runs share a panel (with the clipping line, six legend entries);
+    more go into further panels, one above the other.
 
     Parameters
     ----------
@@ -338,24 +472,27 @@ def gradient_norms(
     """
     if not isinstance(norms, Mapping):
         norms = {"": norms}
-    fig = Figure(figsize=(6.4, 3.2), layout="constrained")
-    ax = fig.add_subplot()
-    for (label, values), color in zip(norms.items(), [f"C{i}" for i in range(10)]):
-        values = np.asarray(values, dtype=float)
-        steps = np.arange(1, len(values) + 1)
-        ax.plot(steps, values, color=color, linewidth=1, label=label or "gradient norm")
+    groups = _groups(norms.items(), MAX_LEGEND - 1)
+    fig = Figure(figsize=(6.4, 3.2 * len(groups)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(groups), 1)).ravel()
+    for ax, group in zip(axes, groups):
+        for (label, values), color in zip(group, [f"C{i}" for i in range(MAX_LEGEND)]):
+            values = np.asarray(values, dtype=float)
+            steps = np.arange(1, len(values) + 1)
+            ax.plot(steps, values, color=color, linewidth=1, label=label or "gradient norm")
+            if clip_norm is not None:
+                above = values > clip_norm
+                ax.plot(steps[above], values[above], "o", color=color, markersize=3)
         if clip_norm is not None:
-            above = values > clip_norm
-            ax.plot(steps[above], values[above], "o", color=color, markersize=3)
-    if clip_norm is not None:
-        ax.axhline(clip_norm, color="black", linestyle=":", label=f"clip norm {clip_norm:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("global gradient norm")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+            ax.axhline(clip_norm, color="black", linestyle=":", label=f"clip norm {clip_norm:g}")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("global gradient norm")
+        ax.grid(alpha=0.3)
+        _integer_ticks(ax)
+        ax.legend()
     if title:
-        ax.set_title(title)
+        axes[0].set_title(title)
     return fig
 
 
@@ -427,7 +564,8 @@ def enable_notebook_display(shell=None) -> bool:
     The figures are built without ``pyplot``, so no Matplotlib backend registers a
     display hook for them: in a notebook, a cell ending in ``plots.image_grid(...)``
     would show only ``<Figure size ... with ... Axes>``. This registers the same
-    PNG formatter that ``%matplotlib inline`` would, unless one is registered already.
+    PNG formatter that ``%matplotlib inline`` would, at :data:`DPI` dots per inch,
+    unless one is registered already.
     It runs once when the module is imported.
 
     Parameters
@@ -452,7 +590,8 @@ def enable_notebook_display(shell=None) -> bool:
     try:
         png.lookup_by_type(Figure)
     except KeyError:
-        png.for_type(Figure, partial(print_figure, fmt="png", base64=True, bbox_inches="tight"))
+        png.for_type(Figure, partial(print_figure, fmt="png", base64=True,
+                                    bbox_inches="tight", dpi=DPI))
     return True
 
 

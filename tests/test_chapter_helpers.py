@@ -27,7 +27,7 @@ def test_enable_notebook_display_shows_figures_as_png():
     assert "image/png" not in before
     assert plots.enable_notebook_display(shell)
     after, _ = shell.display_formatter.format(fig)
-    assert after["text/plain"] == "<Figure size 800x320 with 1 Axes>"
+    assert after["text/plain"] == "<Figure size 750x320 with 1 Axes>"
     assert base64.b64decode(after["image/png"]).startswith(b"\x89PNG")
 
 
