@@ -50,7 +50,11 @@ def setup() -> None:
         print(f"+ creating virtual environment {VENV.name}", flush=True)
         venv.create(VENV, with_pip=True)
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[book]")
+    # setuptools boxes its notice that an editable install is one; nothing to act on
+    filters = [os.environ.get("PYTHONWARNINGS"), "ignore:Editable installation:UserWarning"]
+    quiet = {**os.environ, "PYTHONWARNINGS": ",".join(f for f in filters if f)}
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[book]",
+        env=quiet)
     STAMP.write_text(digest)
 
 
