@@ -217,8 +217,9 @@ def process_gone(pid: int, within_s: float) -> bool:
 
 @pytest.mark.slow
 def test_lab_serves_a_kernel_that_runs_the_first_cells_of_chapter_1(tmp_path):
-    if not (tasks.PYTHON.exists()
-            and subprocess.run([str(tasks.PYTHON), "-c", "import jupyterlab"]).returncode == 0):
+    has_lab = tasks.PYTHON.exists() and subprocess.run(
+        [str(tasks.PYTHON), "-c", "import jupyterlab"]).returncode == 0
+    if not has_lab:
         pytest.skip("JupyterLab is not installed in .venv: run python3 tasks.py lab once")
     cells = first_cells(CHAPTER)
     compared = [c for c in cells if "nbval-ignore-output" not in c.metadata.get("tags", [])
