@@ -558,6 +558,72 @@ def map_grid(
     return fig
 
 
+def reliability_diagram(
+    tables: Mapping[str, object],
+    ece: Mapping[str, float] | None = None,
+    ncols: int = 2,
+) -> Figure:
+    """Accuracy against confidence, per confidence bin, one panel per model (chapter 10).
+
+    Each bar spans its bin and rises to the bin's accuracy; the diagonal is
+    perfect calibration. The shaded band runs from the bar's top to the bin's
+    mean confidence: its gap, above the bar where the model is over-confident.
+    Under each panel, the share of the images in each bin: the bins that weigh
+    most in the ECE.
+
+    Parameters
+    ----------
+    tables : mapping of str to ReliabilityTable
+        Panel title to a table from
+        :func:`cifar_tutorial.calibration.reliability_table`.
+    ece : mapping of str to float, optional
+        The expected calibration error of each panel, added to its title.
+    ncols : int
+        Panels per row (at most two fit the page).
+
+    Returns
+    -------
+    Figure
+    """
+    names = list(tables)
+    if not names:
+        raise ValueError("no reliability tables to draw")
+    ncols = max(1, min(ncols, len(names), 2))
+    nrows = -(-len(names) // ncols)
+    side = PAGE_WIDTH / 2 - 0.15
+    fig = Figure(figsize=(side * ncols, 4.3 * nrows), layout="constrained")
+    grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[3, 1] * nrows)
+    for i, name in enumerate(names):
+        table = tables[name]
+        row, col = divmod(i, ncols)
+        ax = fig.add_subplot(grid[2 * row, col])
+        share = fig.add_subplot(grid[2 * row + 1, col], sharex=ax)
+        edges = np.asarray(table.edges)
+        width = np.diff(edges)
+        full = np.asarray(table.count) > 0
+        accuracy = np.where(full, table.accuracy, 0.0)
+        confidence = np.where(full, table.confidence, 0.0)
+        ax.bar(edges[:-1], accuracy, width, align="edge", color="C0",
+               edgecolor="white", label="accuracy")
+        low = np.minimum(accuracy, confidence)
+        ax.bar(edges[:-1][full], (np.abs(confidence - accuracy))[full], width[full],
+               bottom=low[full], align="edge", color="C3", alpha=0.35, label="gap")
+        ax.plot([0, 1], [0, 1], color="black", linestyle=":", label="calibrated")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy")
+        title = name if ece is None or name not in ece else f"{name}\nECE {ece[name]:.3f}"
+        ax.set_title(title)
+        ax.legend(loc="upper left")
+        ax.tick_params(labelbottom=False)
+        counts = np.asarray(table.count, dtype=float)
+        share.bar(edges[:-1], counts / max(counts.sum(), 1.0), width, align="edge",
+                  color="C7", edgecolor="white")
+        share.set_xlabel("confidence (top-class probability)")
+        share.set_ylabel("share")
+    return fig
+
+
 def enable_notebook_display(shell=None) -> bool:
     """Let IPython show the figures of this module as PNG images (chapter 1).
 
