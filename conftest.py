@@ -29,7 +29,7 @@ def real_data_dir() -> Path | None:
 def _notebook_data_available() -> tuple[bool, str]:
     if real_data_dir() is not None:
         return True, ""
-    from cifar_tutorial.data import network_reachable
+    from cifar_tutorial.sources import network_reachable
 
     try:
         import tensorflow_datasets as tfds

@@ -7,7 +7,9 @@ Example::
 
 Reads ``<data-dir>/{train,test}/<class>/*.jpg``, trains with
 :func:`cifar_tutorial.recipes.train_fast`, prints one line per epoch (time,
-images/s, train loss, test accuracy) and the totals, and writes them as JSON.
+images/s, train loss, test accuracy) and the totals, and writes them as JSON
+(the run's :class:`cifar_tutorial.records.History` under ``"history"``, and the
+hyperparameters under ``"hyperparameters"``).
 The training wall time excludes data loading, the per-epoch test evaluation
 and the first step (graph tracing), which is reported apart.
 """
@@ -43,15 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widths", default="64,256,256")
     parser.add_argument("--deterministic", action="store_true", help="enable op determinism (slower)")
     parser.add_argument("--no-eval-every-epoch", action="store_true")
-    parser.add_argument("--tta-level", type=int, default=2)
+    parser.add_argument("--tta", default="flip_shift", choices=["none", "flip", "flip_shift"],
+                        help="report the final test accuracy at every TTA level up to this one")
     parser.add_argument("--out", default=None, help="path of the JSON results")
     args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("--data-dir or CIFAR10_DIR is required")
 
-    import numpy as np
+    import dataclasses
 
-    from cifar_tutorial import recipes
+    from cifar_tutorial import recipes, runtime
     from cifar_tutorial.data import read_image_folder
 
     t0 = time.perf_counter()
@@ -59,48 +62,45 @@ def main(argv: list[str] | None = None) -> int:
     load_time = time.perf_counter() - t0
     print(f"loaded {len(x_train)} train / {len(x_test)} test images in {load_time:.1f}s", flush=True)
 
-    precision = recipes.choose_precision(args.precision)
+    precision = runtime.choose_precision(args.precision)
+    hyp = recipes.FastHyperparameters(
+        epochs=args.epochs, batch_size=args.batch_size,
+        widths=tuple(int(w) for w in args.widths.split(",")),
+    )
     load_before = _cpu_load()
     t_start = time.perf_counter()
     model, history = recipes.train_fast(
-        x_train,
-        y_train,
-        x_test,
-        y_test,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
+        x_train, y_train, x_test, y_test, hyp,
         seed=args.seed,
         precision=precision,
-        widths=tuple(int(w) for w in args.widths.split(",")),
         deterministic=args.deterministic,
         eval_every_epoch=not args.no_eval_every_epoch,
-        tta_level=args.tta_level,
+        tta=args.tta,
         verbose=1,
         log=lambda line: print(line, flush=True),
     )
     wall_total = time.perf_counter() - t_start
     load_after = _cpu_load()
 
-    print(f"precision {history['precision']}, batch {args.batch_size}, params {history['params']:,}")
-    print(f"first step (tracing): {history['first_step_time']:.1f}s")
-    print(
-        f"training wall time: {history['train_time']:.1f}s ({history['train_time'] / 60:.2f} min), "
-        f"{history['images_per_s_mean']:.0f} img/s"
-    )
+    summary = history.summary
+    train_s = summary["train_seconds"]
+    print(f"precision {summary['precision']}, batch {args.batch_size}, params {summary['params']:,}")
+    print(f"first step (tracing): {summary['first_step_seconds']:.1f}s")
+    print(f"training wall time: {train_s:.1f}s ({train_s / 60:.2f} min), "
+          f"{summary['images_per_s']:.0f} img/s")
     print(f"whole call incl. evaluation and tracing: {wall_total:.1f}s")
-    if history.get("epoch_to_90") is not None:
+    if summary.get("epoch_to_90") is not None:
         print(
-            f"test accuracy >= 90% first after epoch {history['epoch_to_90']} "
-            f"({history['time_to_90']:.1f}s of training)"
+            f"test accuracy >= 90% first after epoch {summary['epoch_to_90']} "
+            f"({summary['seconds_to_90']:.1f}s of training)"
         )
-    print(f"final test accuracy, no TTA: {history['test_acc_final']:.4f}")
-    print(f"final test accuracy, flip TTA: {history['test_acc_tta']:.4f}")
-    if "test_acc_tta2" in history:
-        print(f"final test accuracy, flip+shift TTA: {history['test_acc_tta2']:.4f}")
+    for level, accuracy in summary["accuracy"].items():
+        print(f"final test accuracy, TTA {level}: {accuracy:.4f}")
 
     result: dict[str, Any] = {
         "args": vars(args),
-        "history": history,
+        "hyperparameters": dataclasses.asdict(hyp),
+        "history": history.to_dict(),
         "load_time_s": load_time,
         "wall_time_including_eval_s": wall_total,
         "loadavg_before": load_before,

@@ -1,28 +1,42 @@
 """Classifying CIFAR-10 with neural networks: the code behind the book.
 
-Each module follows one part of the story:
+Each module follows one part of the story, in the order of the chapters:
 
-- :mod:`cifar_tutorial.data` -- loading CIFAR-10 and building ``tf.data`` pipelines
-  (chapter 4),
+- :mod:`cifar_tutorial.runtime` -- seeds, determinism, devices, precision and the
+  run modes (chapter 1 onwards),
+- :mod:`cifar_tutorial.data` -- CIFAR-10 in memory and as ``tf.data`` pipelines
+  (chapters 1 and 4),
+- :mod:`cifar_tutorial.sources` -- reading it from an image folder or TensorFlow
+  Datasets (chapter 4),
+- :mod:`cifar_tutorial.plots` -- the figures of the book (every chapter),
 - :mod:`cifar_tutorial.maths` -- NumPy reference versions of softmax, norms and
   cross-entropy (chapters 2 and 3),
-- :mod:`cifar_tutorial.convolution` -- convolution, pooling and receptive fields in
-  NumPy, checked against Keras' layers (chapter 5),
 - :mod:`cifar_tutorial.models` -- the seed's CNN, its output heads and stronger nets
   (chapters 3, 6 and 8),
+- :mod:`cifar_tutorial.convolution` -- convolution, pooling and receptive fields in
+  NumPy, checked against Keras' layers (chapter 5),
 - :mod:`cifar_tutorial.train` -- ``fit`` and a ``tf.GradientTape`` loop with
   checkpoints, resume and NaN guards (chapters 6 and 7),
-- :mod:`cifar_tutorial.evaluate` -- accuracy, per-class accuracy, confusion matrix and
-  worst mistakes (chapter 6),
+- :mod:`cifar_tutorial.records` -- a run's history and the files written atomically
+  (chapter 6),
+- :mod:`cifar_tutorial.evaluate` -- accuracy, per-class accuracy, confusion matrix,
+  worst mistakes and test-time augmentation (chapters 6 and 8),
 - :mod:`cifar_tutorial.predict` -- your own image files classified by a saved model
   (chapter 6),
-- :mod:`cifar_tutorial.plots` -- the figures of the book,
-- :mod:`cifar_tutorial.experiments` -- timed training runs, comparison tables and a
-  grid search (chapter 8),
+- :mod:`cifar_tutorial.steps` -- the training step written with ``tf.GradientTape``
+  (chapter 7),
+- :mod:`cifar_tutorial.experiments` -- timed training runs, comparison tables, a
+  grid search (chapter 8) and one device against several replicas (chapter 9),
 - :mod:`cifar_tutorial.recipes` -- the fast recipe of chapter 8,
-- :mod:`cifar_tutorial.distribute` -- ``tf.distribute`` strategies (chapter 9),
-- :mod:`cifar_tutorial.runtime` -- seeds, determinism, devices and smoke mode,
+- :mod:`cifar_tutorial.distribute` -- ``tf.distribute`` strategies and clusters
+  (chapter 9),
+- :mod:`cifar_tutorial.calibration`, :mod:`cifar_tutorial.corruptions` and
+  :mod:`cifar_tutorial.saliency` -- calibration, common corruptions and saliency
+  maps: can we trust the classifier? (chapter 10),
 - :mod:`cifar_tutorial.cli` -- ``python -m cifar_tutorial train|evaluate``.
+
+Imports go one way: the command line uses the recipes and experiments, which use
+training, which uses the data, models, maths and runtime.
 """
 
 from __future__ import annotations

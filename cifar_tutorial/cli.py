@@ -25,9 +25,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import keras
+
+from cifar_tutorial import data as cifar_data
+from cifar_tutorial import distribute, evaluate, models, plots, recipes, records, runtime, train
+
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+
+MODELS: tuple[str, ...] = (*models.MODELS, "fast")
+"""The models ``train --model`` offers: those of :func:`cifar_tutorial.models.build_model`
+and the fast recipe of :mod:`cifar_tutorial.recipes`."""
 
 
 class UsageError(ValueError):
@@ -82,9 +91,6 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser (every option is documented in ``--help``)."""
-    from cifar_tutorial.distribute import REFERENCE_BATCH, STRATEGIES
-    from cifar_tutorial.models import HEADS, MODELS
-
     parser = argparse.ArgumentParser(
         prog="python -m cifar_tutorial",
         description="Train and evaluate CIFAR-10 classifiers from the book "
@@ -103,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "batch norm (chapter 8); fast: the fast recipe of chapter 8 (one device, "
                         "no checkpoints; --no-determinism makes it about 40%% faster) "
                         "[default: %(default)s]")
-    m.add_argument("--head", choices=HEADS,
+    m.add_argument("--head", choices=models.HEADS,
                    help="output head (chapter 3) [default: softmax for seed, logits otherwise]")
     m.add_argument("--base", type=_positive_float, default=2.0,
                    help="base b of the softmax_base head [default: %(default)s]")
@@ -115,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate [default: 1e-4 (Adam) for seed, 1e-3 for vgg_bn]")
     m.add_argument("--scale-lr", action="store_true",
                    help="linear scaling rule (chapter 9): take --lr (or its default) as tuned "
-                        f"for a batch of {REFERENCE_BATCH} and multiply it by "
-                        f"--batch-size/{REFERENCE_BATCH}")
+                        f"for a batch of {distribute.REFERENCE_BATCH} and multiply it by "
+                        f"--batch-size/{distribute.REFERENCE_BATCH}")
     m.add_argument("--loop", choices=("fit", "custom"), default=None,
                    help="Keras fit or the tf.GradientTape loop of chapter 7 [default: fit; "
                         "custom with --strategy multiworker, where Keras' fit fails]")
@@ -124,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random flips and shifts of up to 4 pixels (chapter 8)")
     m.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
                    help="stop when val_loss has not improved for PATIENCE epochs")
-    m.add_argument("--strategy", choices=STRATEGIES, default="default",
+    m.add_argument("--strategy", choices=distribute.STRATEGIES, default="default",
                    help="tf.distribute strategy: one device, all local devices, or the "
                         "workers in $TF_CONFIG (chapter 9) [default: %(default)s]")
     m.add_argument("--seed", type=int, default=0, help="random seed [default: %(default)s]")
@@ -142,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a saved .keras model on CIFAR-10's test set and "
                                    "write metrics.json, confusion.png and mistakes.png.")
     e.add_argument("--model-path", required=True, metavar="FILE", help="a .keras file")
-    e.add_argument("--tta", action="store_true",
-                   help="average predictions over each image and its mirror image")
+    e.add_argument("--tta", nargs="?", const="flip", default="none", choices=evaluate.TTA_LEVELS,
+                   help="test-time augmentation (chapter 8): average the logits over each "
+                        "image and its mirror image (--tta or --tta flip), and over copies "
+                        "shifted by a pixel too (--tta flip_shift) [default: none]")
     e.add_argument("--out", metavar="DIR",
                    help="output folder [default: the model's folder]")
     _add_data_options(e)
@@ -158,18 +166,14 @@ def check_output_folder(out: str | os.PathLike) -> Path:
     UsageError
         If the folder cannot be created or written.
     """
-    from cifar_tutorial.train import check_output_folder as check
-
     try:
-        return check(out)
+        return records.check_output_folder(out)
     except ValueError as err:
         raise UsageError(f"{err} with --out") from None
 
 
-def _load_data(args: argparse.Namespace, seed: int):
-    from cifar_tutorial.data import load_cifar10
-
-    data = load_cifar10(
+def _load_data(args: argparse.Namespace, seed: int) -> cifar_data.CifarData:
+    data = cifar_data.load_cifar10(
         args.source,
         args.data_dir,
         val_fraction=getattr(args, "val_fraction", 0.1),
@@ -183,8 +187,6 @@ def _load_data(args: argparse.Namespace, seed: int):
 
 
 def _write_plots(out: Path, evaluation, data, history=None) -> list[Path]:
-    from cifar_tutorial import plots
-
     written = []
     figures = {}
     if history is not None and len(history):
@@ -196,10 +198,8 @@ def _write_plots(out: Path, evaluation, data, history=None) -> list[Path]:
             data.x_test[worst], evaluation.y_true[worst], evaluation.y_pred[worst],
             evaluation.probabilities[worst, evaluation.y_pred[worst]], data.class_names,
         )
-    from cifar_tutorial.train import atomic_save
-
     for name, fig in figures.items():
-        written.append(atomic_save(lambda p, f=fig: f.savefig(p, dpi=110), out / name))
+        written.append(records.atomic_save(lambda p, f=fig: f.savefig(p, dpi=110), out / name))
     return written
 
 
@@ -227,10 +227,8 @@ def _metrics(evaluation, history, extra: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run ``train``: data, model, training, evaluation, files."""
-    from cifar_tutorial import runtime
-
     out = check_output_folder(args.out)
-    if args.model != "seed" and args.head not in (None, "logits") and args.model == "fast":
+    if args.model == "fast" and args.head not in (None, "logits"):
         raise UsageError("--model fast ends in logits; it takes no --head")
     if args.model == "fast" and (args.strategy != "default" or args.scale_lr):
         raise UsageError("--model fast trains on one device with its own schedule; "
@@ -240,72 +238,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     verbose = 0 if args.quiet else (2 if sys.stdout.isatty() else 1)
 
     runtime.set_seed(args.seed, deterministic=not args.no_determinism)
-    import keras
-
-    from cifar_tutorial.data import DataError
-    from cifar_tutorial.distribute import (
-        REFERENCE_BATCH,
-        local_copy,
-        make_strategy,
-        scaled_learning_rate,
-        weights_digest,
-    )
-    from cifar_tutorial.evaluate import evaluate
-    from cifar_tutorial.models import build_model
-    from cifar_tutorial.train import (
-        atomic_save,
-        atomic_write_text,
-        check_training_args,
-        compile_model,
-        is_chief,
-        train,
-    )
-
     # Before any other TensorFlow work: MultiWorkerMirroredStrategy configures the
     # runtime's collective ops, which is refused once tensors exist.
-    strategy = make_strategy(args.strategy)
+    strategy = distribute.make_strategy(args.strategy)
     data = _load_data(args, args.seed)
     print(data.summary(), flush=True)
-    check_training_args(epochs, batch_size, len(data.y_train))
+    train.check_training_args(epochs, batch_size, len(data.y_train))
     started = time.perf_counter()
     if args.model == "fast":
-        from cifar_tutorial import recipes
-
+        hyp = recipes.FastHyperparameters(epochs=epochs, batch_size=batch_size)
         model, history = recipes.train_fast_on(
-            data, epochs=epochs, batch_size=batch_size, seed=args.seed, verbose=verbose,
-            deterministic=not args.no_determinism,
+            data, hyp, seed=args.seed, verbose=verbose, deterministic=not args.no_determinism,
         )
     else:
-        with strategy.scope():
-            kwargs = {"base": args.base} if args.model == "seed" else {}
-            model = build_model(args.model, head=args.head, **kwargs)
-            lr = args.lr or (1e-4 if args.model == "seed" else 1e-3)
-            if args.scale_lr:
-                lr = scaled_learning_rate(lr, batch_size, REFERENCE_BATCH)
-            compile_model(model, learning_rate=lr)
-        if verbose:
-            print(f"Model {model.name}: {model.count_params():,} parameters; device "
-                  f"{runtime.describe_device()}; {strategy.num_replicas_in_sync} replica(s); "
-                  f"global batch {batch_size}, learning rate {lr:g}")
-        from cifar_tutorial.data import flip_and_translate
-
-        history = train(
-            model, data, epochs=epochs, batch_size=batch_size,
-            loop=args.loop or ("custom" if args.strategy == "multiworker" else "fit"),
-            out_dir=out, resume=not args.no_resume, seed=args.seed,
-            augment=flip_and_translate() if args.augment else None,
-            early_stopping=args.early_stopping, strategy=strategy, verbose=verbose,
-        )
+        model, history = _train_model(args, data, out, strategy, epochs, batch_size, verbose)
     wall = time.perf_counter() - started
-    del DataError, keras
-    digest = weights_digest(model)
-    if not is_chief(strategy):
+    digest = distribute.weights_digest(model)
+    if not distribute.is_chief(strategy):
         print(f"Worker done: weights digest {digest} (the chief writes the files)")
         return 0
     # A model built under MultiWorkerMirroredStrategy cannot predict on its own.
-    scored = local_copy(model) if args.strategy == "multiworker" else model
-    evaluation = evaluate(scored, data, "test", tta=args.model == "fast")
-    files = [atomic_save(model.save, out / "model.keras")]
+    scored = distribute.local_copy(model) if args.strategy == "multiworker" else model
+    tta = "flip" if args.model == "fast" else "none"
+    evaluation = evaluate.evaluate(scored, data, "test", tta=tta)
+    files = [records.atomic_save(model.save, out / "model.keras")]
     files += list(history.save(out))
     metrics = _metrics(evaluation, history, {
         "model": args.model, "head": model.layers[-1].name, "source": data.source,
@@ -313,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "sizes": data.sizes(), "device": runtime.describe_device(),
         "replicas": strategy.num_replicas_in_sync,
     })
-    files.append(atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2)))
+    files.append(records.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2)))
     files += _write_plots(out, evaluation, data, history)
     print(f"\nTest accuracy {evaluation.accuracy:.4f} (loss {evaluation.loss:.4f}) on "
           f"{len(evaluation.y_true):,} images after {len(history)} epochs, {wall:.0f} s of training.")
@@ -324,14 +280,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_model(args: argparse.Namespace, data, out: Path, strategy, epochs: int,
+                 batch_size: int, verbose: int) -> tuple[keras.Model, records.History]:
+    """Build, compile and train one of :func:`cifar_tutorial.models.build_model`'s nets."""
+    with strategy.scope():
+        kwargs = {"base": args.base} if args.model == "seed" else {}
+        model = models.build_model(args.model, head=args.head, **kwargs)
+        lr = args.lr or (1e-4 if args.model == "seed" else 1e-3)
+        if args.scale_lr:
+            lr = distribute.scaled_learning_rate(lr, batch_size, distribute.REFERENCE_BATCH)
+        train.compile_model(model, learning_rate=lr)
+    if verbose:
+        print(f"Model {model.name}: {model.count_params():,} parameters; device "
+              f"{runtime.describe_device()}; {strategy.num_replicas_in_sync} replica(s); "
+              f"global batch {batch_size}, learning rate {lr:g}")
+    history = train.train(
+        model, data, epochs=epochs, batch_size=batch_size,
+        loop=args.loop or ("custom" if args.strategy == "multiworker" else "fit"),
+        out_dir=out, resume=not args.no_resume, seed=args.seed,
+        augment=cifar_data.flip_and_translate() if args.augment else None,
+        early_stopping=args.early_stopping, strategy=strategy, verbose=verbose,
+    )
+    return model, history
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run ``evaluate``: load a saved model and score it on the test set."""
-    import keras
-
-    from cifar_tutorial import models  # noqa: F401 - registers the custom layer
-    from cifar_tutorial.evaluate import evaluate
-    from cifar_tutorial.train import atomic_write_text
-
     path = Path(args.model_path)
     if not path.is_file():
         raise UsageError(f"model file {path} does not exist; train one first with "
@@ -344,10 +318,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except Exception as err:  # noqa: BLE001 - any load failure is the user's file
         raise UsageError(f"{path} cannot be loaded as a Keras model ({err.__class__.__name__}: "
                          f"{str(err)[:200]})") from None
-    evaluation = evaluate(model, data, "test", tta=args.tta)
+    evaluation = evaluate.evaluate(model, data, "test", tta=args.tta)
     metrics = _metrics(evaluation, None, {"model_path": path.name, "source": data.source,
                                           "tta": args.tta})
-    files = [atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))]
+    files = [records.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))]
     files += _write_plots(out, evaluation, data)
     print(f"Test accuracy {evaluation.accuracy:.4f} (loss {evaluation.loss:.4f}) on "
           f"{len(evaluation.y_true):,} images.")
@@ -369,21 +343,18 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     args = build_parser().parse_args(argv)
-    from cifar_tutorial.data import DataError
-    from cifar_tutorial.train import TrainingDiverged, TrainingError, TrainingInterrupted
-
     try:
         return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
-    except (UsageError, DataError, ValueError) as err:
+    except (UsageError, cifar_data.DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except TrainingDiverged as err:
+    except train.TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_DIVERGED
-    except TrainingInterrupted as err:
+    except train.TrainingInterrupted as err:
         print(f"\nstopped: {err}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except TrainingError as err:
+    except train.TrainingError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:  # outside the epochs: loading, evaluating, writing

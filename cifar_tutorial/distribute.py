@@ -7,10 +7,16 @@ This module
 - scales a learning rate with the global batch size (:func:`scaled_learning_rate`);
 - splits the CPU into logical devices, so that ``MirroredStrategy`` can be tried on
   a machine without GPUs (:func:`split_cpu`);
-- trains one model on one device and on several replicas and compares the weights
-  (:func:`compare_with_one_device`), and measures throughput (:func:`throughput`);
+- tells the trainers of :mod:`cifar_tutorial.train` how a cluster is laid out: which
+  process writes the outputs (:func:`is_chief`), whether replicas live in other
+  processes (:func:`is_multi_worker`), how each worker takes its share of a batch
+  (:func:`shard_by_data`), and whether all workers can resume from the same epoch
+  (:func:`workers_disagreement`);
 - writes ``TF_CONFIG`` and starts worker processes on this machine
   (:func:`tf_config`, :func:`free_ports`, :func:`run_local_workers`).
+
+The timed comparison of one device with several replicas lives with the other
+experiments, in :mod:`cifar_tutorial.experiments`.
 """
 
 from __future__ import annotations
@@ -19,12 +25,35 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "STRATEGIES",
+    "REFERENCE_BATCH",
+    "make_strategy",
+    "scaled_learning_rate",
+    "split_cpu",
+    "weights_digest",
+    "local_copy",
+    "is_chief",
+    "is_multi_worker",
+    "shard_by_data",
+    "workers_disagreement",
+    "tf_config",
+    "free_ports",
+    "WorkerResult",
+    "run_local_workers",
+    "worker_summary",
+]
 
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
 """Names accepted by :func:`make_strategy`."""
@@ -56,8 +85,6 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
     tf.distribute.Strategy
         The strategy; build and compile models inside ``strategy.scope()``.
     """
-    import tensorflow as tf
-
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -125,8 +152,6 @@ def split_cpu(replicas: int = 2) -> list[str]:
     RuntimeError
         If TensorFlow has set up its devices already with another number.
     """
-    import tensorflow as tf
-
     if replicas < 1:
         raise ValueError(f"replicas must be at least 1, got {replicas}")
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -168,171 +193,90 @@ def weights_digest(model) -> str:
     return h.hexdigest()[:12]
 
 
-# --------------------------------------------------------------------------- comparison
+# --------------------------------------------------------------------------- trainers
 
 
-@dataclasses.dataclass
-class Comparison:
-    """One model trained on one device and on several replicas, from the same start.
+def is_chief(strategy=None) -> bool:
+    """Tell whether this process writes outputs: always, except on non-chief workers.
 
-    Attributes
-    ----------
-    loop : str
-        ``"fit"`` or ``"custom"``.
-    replicas : int
-        Replicas of the distributed run.
-    steps : int
-        Optimizer steps taken by each run.
-    max_difference : float
-        Largest absolute difference between the two runs' final weights.
-    max_update : float
-        Largest absolute change of a weight during the one-device run.
-    loss_one, loss_replicas : float
-        Mean training loss of the last epoch in each run.
-    """
-
-    loop: str
-    replicas: int
-    steps: int
-    max_difference: float
-    max_update: float
-    loss_one: float
-    loss_replicas: float
-
-    @property
-    def relative_difference(self) -> float:
-        """``max_difference / max_update``: disagreement per unit of training progress."""
-        return self.max_difference / self.max_update if self.max_update > 0 else float("inf")
-
-
-def compare_with_one_device(
-    data,
-    *,
-    loop: str = "fit",
-    devices: Sequence[str] | None = None,
-    epochs: int = 1,
-    batch_size: int = 32,
-    learning_rate: float = 0.01,
-    optimizer: str = "sgd",
-    model: str = "seed",
-    seed: int = 0,
-) -> Comparison:
-    """Train the same model on one device and with ``MirroredStrategy``; compare (chapter 9).
-
-    Both runs start from the same weights and see the same batches in the same
-    order. With the loss averaged over the global batch, summing the replicas'
-    gradients gives the one-device gradient, so the weights agree up to
-    floating-point rounding (the sums are taken in another order).
+    With ``MultiWorkerMirroredStrategy`` every worker trains, but only the chief
+    (the ``chief`` task, or worker 0 where there is none) writes files (chapter 9).
 
     Parameters
     ----------
-    data : CifarData
-        Training data (keep it small: this trains twice).
-    loop : {"fit", "custom"}
-        Which training loop of :func:`cifar_tutorial.train.train`.
-    devices : sequence of str, optional
-        Devices of the mirrored run (default: all local ones).
-    epochs, batch_size : int
-        Length of each run and the global batch size.
-    learning_rate : float
-        Learning rate.
-    optimizer : str
-        ``"sgd"`` by default: its step is proportional to the gradient, so a wrongly
-        scaled gradient shows in the weights. Adam divides the scale out.
-    model : str
-        A name for :func:`cifar_tutorial.models.build_model` (without dropout, so
-        that the replicas draw no random numbers).
-    seed : int
-        Seed of the initial weights and of the data order.
-
-    Returns
-    -------
-    Comparison
-        The differences and the losses.
-    """
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from cifar_tutorial.models import build_model
-    from cifar_tutorial.train import compile_model, train
-
-    runs = []
-    for strategy in (None, make_strategy("mirrored", devices)):
-        keras.utils.set_random_seed(seed)
-        with (strategy or tf.distribute.get_strategy()).scope():
-            net = build_model(model)
-            compile_model(net, learning_rate=learning_rate, optimizer=optimizer)
-        if runs:
-            net.set_weights(runs[0][0])
-        start = net.get_weights()
-        history = train(net, data, epochs=epochs, batch_size=batch_size, loop=loop,
-                        seed=seed, strategy=strategy, verbose=0)
-        runs.append((start, net.get_weights(), history, strategy))
-    (w0, w_one, h_one, _), (_, w_rep, h_rep, mirrored) = runs
-    return Comparison(
-        loop=loop,
-        replicas=mirrored.num_replicas_in_sync,
-        steps=epochs * -(-len(data.y_train) // batch_size),
-        max_difference=max(float(np.max(np.abs(a - b))) for a, b in zip(w_one, w_rep)),
-        max_update=max(float(np.max(np.abs(a - b))) for a, b in zip(w_one, w0)),
-        loss_one=h_one.last("loss"),
-        loss_replicas=h_rep.last("loss"),
-    )
-
-
-def throughput(
-    data,
-    strategy=None,
-    *,
-    loop: str = "fit",
-    batch_size: int = 128,
-    epochs: int = 3,
-    model: str = "seed",
-    seed: int = 0,
-) -> float:
-    """Training speed in images per second: the fastest epoch after the first (chapter 9).
-
-    The first epoch pays for tracing and warming up and is not counted. Of the
-    others the fastest is kept, the one least disturbed by other programs.
-
-    Parameters
-    ----------
-    data : CifarData
-        Training data; give it no validation split, or its evaluation is timed too.
     strategy : tf.distribute.Strategy, optional
-        Where to train (one device when omitted).
-    loop : {"fit", "custom"}
-        Which training loop.
-    batch_size : int
-        Global batch size.
-    epochs : int
-        At least 2.
-    model : str
-        A name for :func:`cifar_tutorial.models.build_model`.
-    seed : int
-        Seed.
+        The strategy training runs under; ``None`` means one process.
 
     Returns
     -------
-    float
-        Training images per second in the fastest epoch after the first.
+    bool
+        True unless the strategy's cluster names another task as the chief.
     """
-    import keras
-    import tensorflow as tf
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None):
+        return True
+    spec = resolver.cluster_spec().as_dict()
+    if not spec:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if "chief" in spec:
+        return task_type == "chief"
+    return task_type == "worker" and task_id == 0
 
-    from cifar_tutorial.models import build_model
-    from cifar_tutorial.train import compile_model, train
 
-    if epochs < 2:
-        raise ValueError("epochs must be at least 2: the first one warms up")
-    keras.utils.set_random_seed(seed)
-    with (strategy or tf.distribute.get_strategy()).scope():
-        net = build_model(model)
-        compile_model(net, learning_rate=1e-4)
-    history = train(net, data, epochs=epochs, batch_size=batch_size, loop=loop, seed=seed,
-                    strategy=strategy, verbose=0)
-    return len(data.y_train) / min(history["seconds"][1:])
+def is_multi_worker(strategy) -> bool:
+    """Tell whether ``strategy`` has replicas in other processes (chapter 9)."""
+    replicas = strategy.num_replicas_in_sync
+    return replicas > 1 and replicas > len(strategy.extended.worker_devices)
+
+
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Let each worker of a cluster take its share of every batch (chapter 9).
+
+    The pipelines read arrays, not files, so the automatic choice (shard by file)
+    cannot apply; say so instead of letting TensorFlow warn and fall back.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def workers_disagreement(strategy, epochs_done: int) -> str | None:
+    """Say why the workers cannot resume together, or ``None`` when they can (chapter 9).
+
+    Workers that would resume from different epochs would wait for each other
+    forever, so the trainers refuse to start. Every worker contributes ``n`` and
+    ``n**2``; the means agree with the local ``n`` only when all ``n`` are equal
+    (their variance is then zero). Every worker must call this at the same point.
+
+    Parameters
+    ----------
+    strategy : tf.distribute.Strategy
+        A multi-worker strategy.
+    epochs_done : int
+        The epochs this worker's checkpoint holds.
+
+    Returns
+    -------
+    str or None
+        The problem and how to fix it, or ``None``.
+    """
+    local = tf.constant([float(epochs_done), float(epochs_done) ** 2])
+
+    @tf.function
+    def mean_over_workers():
+        values = strategy.run(lambda: tf.identity(local))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None)
+
+    mean = mean_over_workers().numpy()
+    if abs(mean[1] - mean[0] ** 2) <= 1e-3 and abs(mean[0] - epochs_done) <= 1e-3:
+        return None
+    here = f"after epoch {epochs_done}" if epochs_done else "from the start"
+    return (
+        f"the workers would resume from different epochs (this one {here}): give all "
+        "workers the same output folder on a shared file system, so that they resume "
+        "from the chief's checkpoint, or start afresh with --no-resume"
+    )
 
 
 # --------------------------------------------------------------------------- clusters
@@ -472,8 +416,6 @@ def run_local_workers(
 
 def worker_summary(results: Sequence[WorkerResult]) -> dict[str, Any]:
     """Exit codes and the weights digest each worker printed (``None`` where none)."""
-    import re
-
     digests = []
     for r in results:
         found = re.findall(r"[Ww]eights digest:? ([0-9a-f]{12})", r.output)
@@ -498,8 +440,6 @@ def local_copy(model):
     keras.Model
         An uncompiled copy with the same weights.
     """
-    import keras
-
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy

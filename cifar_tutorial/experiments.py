@@ -6,6 +6,10 @@ experiment is one call of :func:`run_experiment` (seed, build, compile, train, t
 :func:`grid_search` tries every combination of a few hyperparameters and ranks them
 by validation accuracy, and :func:`read_bench_results` reads the JSON files that
 ``bench/fast_recipe.py`` writes.
+
+Chapter 9 ("Scaling out") times and compares runs too: :func:`compare_with_one_device`
+trains one model on one device and on several replicas and compares the weights,
+and :func:`throughput` measures images per second under a strategy.
 """
 
 from __future__ import annotations
@@ -21,9 +25,27 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
+import tensorflow as tf
 
-from cifar_tutorial import runtime, train
+from cifar_tutorial import distribute, runtime, train
 from cifar_tutorial.data import CifarData
+from cifar_tutorial.models import build_model
+from cifar_tutorial.records import History
+
+__all__ = [
+    "Experiment",
+    "run_experiment",
+    "text_table",
+    "run_summary",
+    "RUN_COLUMNS",
+    "runs_table",
+    "grid_search",
+    "read_bench_results",
+    "Comparison",
+    "compare_with_one_device",
+    "throughput",
+]
 
 
 @dataclasses.dataclass
@@ -35,13 +57,13 @@ class Experiment:
     model : keras.Model
         The trained model.
     history : History
-        Per-epoch metrics, see :class:`cifar_tutorial.train.History`.
+        Per-epoch metrics, see :class:`cifar_tutorial.records.History`.
     seconds : float
         Wall time of the training call, validation after each epoch included.
     """
 
     model: keras.Model
-    history: train.History
+    history: History
     seconds: float
 
 
@@ -142,7 +164,7 @@ def text_table(rows: Sequence[Mapping[str, Any]], formats: Mapping[str, str]) ->
     return "\n".join([header, "-" * len(header), *(line(r) for r in body)])
 
 
-def run_summary(history: train.History, seconds: float | None = None) -> dict[str, Any]:
+def run_summary(history: History, seconds: float | None = None) -> dict[str, Any]:
     """Summarize one run: last and best validation figures, overfitting gap, time.
 
     Parameters
@@ -190,7 +212,7 @@ RUN_COLUMNS: dict[str, str] = {
 """The columns of :func:`runs_table`."""
 
 
-def runs_table(runs: Mapping[str, Experiment | train.History]) -> str:
+def runs_table(runs: Mapping[str, Experiment | History]) -> str:
     """Compare runs in one table, one line each (chapter 8).
 
     Parameters
@@ -274,6 +296,9 @@ def read_bench_results(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Read the JSON results of ``bench/fast_recipe.py`` (chapter 8).
 
+    Both layouts are read: the recorded files' per-epoch lists and totals, and the
+    :class:`~cifar_tutorial.records.History` that newer files hold.
+
     Parameters
     ----------
     paths : sequence of path
@@ -302,7 +327,7 @@ def read_bench_results(
             missing.append(path.name)
             continue
         result = json.loads(path.read_text())
-        history = result.get("history", {})
+        history = _bench_columns(result.get("history", {}))
         args = result.get("args", {})
         train_time = history.get("train_time")
         cores = history.get("cpu_per_wall") or []
@@ -328,3 +353,181 @@ def read_bench_results(
             "curve_acc": [a for t, a in curve],
         })
     return rows, missing
+
+
+def _bench_columns(history: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A benchmark's figures in the flat layout of the first recorded files.
+
+    Files written since :func:`cifar_tutorial.recipes.train_fast` returns a
+    :class:`~cifar_tutorial.records.History` hold its ``records`` and ``summary``.
+    """
+    if "records" not in history:
+        return history
+    summary, records = history.get("summary", {}), history["records"]
+    accuracy = summary.get("accuracy", {})
+    return {
+        **{key: summary.get(key) for key in ("epochs", "precision", "batch_size", "params",
+                                             "epoch_to_90")},
+        "train_time": summary.get("train_seconds"),
+        "images_per_s_mean": summary.get("images_per_s"),
+        "test_acc_final": accuracy.get("none"),
+        "test_acc_tta": accuracy.get("flip"),
+        "test_acc_tta2": accuracy.get("flip_shift"),
+        "cpu_per_wall": [r["cpu_per_wall"] for r in records],
+        "elapsed_train_time": [r["elapsed_seconds"] for r in records],
+        "test_acc": [None if math.isnan(r["val_accuracy"]) else r["val_accuracy"] for r in records],
+    }
+
+
+# --------------------------------------------------------------------------- replicas
+
+
+@dataclasses.dataclass
+class Comparison:
+    """One model trained on one device and on several replicas, from the same start.
+
+    Attributes
+    ----------
+    loop : str
+        ``"fit"`` or ``"custom"``.
+    replicas : int
+        Replicas of the distributed run.
+    steps : int
+        Optimizer steps taken by each run.
+    max_difference : float
+        Largest absolute difference between the two runs' final weights.
+    max_update : float
+        Largest absolute change of a weight during the one-device run.
+    loss_one, loss_replicas : float
+        Mean training loss of the last epoch in each run.
+    """
+
+    loop: str
+    replicas: int
+    steps: int
+    max_difference: float
+    max_update: float
+    loss_one: float
+    loss_replicas: float
+
+    @property
+    def relative_difference(self) -> float:
+        """``max_difference / max_update``: disagreement per unit of training progress."""
+        return self.max_difference / self.max_update if self.max_update > 0 else float("inf")
+
+
+def compare_with_one_device(
+    data: CifarData,
+    *,
+    loop: str = "fit",
+    devices: Sequence[str] | None = None,
+    epochs: int = 1,
+    batch_size: int = 32,
+    learning_rate: float = 0.01,
+    optimizer: str = "sgd",
+    model: str = "seed",
+    seed: int = 0,
+) -> Comparison:
+    """Train the same model on one device and with ``MirroredStrategy``; compare (chapter 9).
+
+    Both runs start from the same weights and see the same batches in the same
+    order. With the loss averaged over the global batch, summing the replicas'
+    gradients gives the one-device gradient, so the weights agree up to
+    floating-point rounding (the sums are taken in another order).
+
+    Parameters
+    ----------
+    data : CifarData
+        Training data (keep it small: this trains twice).
+    loop : {"fit", "custom"}
+        Which training loop of :func:`cifar_tutorial.train.train`.
+    devices : sequence of str, optional
+        Devices of the mirrored run (default: all local ones).
+    epochs, batch_size : int
+        Length of each run and the global batch size.
+    learning_rate : float
+        Learning rate.
+    optimizer : str
+        ``"sgd"`` by default: its step is proportional to the gradient, so a wrongly
+        scaled gradient shows in the weights. Adam divides the scale out.
+    model : str
+        A name for :func:`cifar_tutorial.models.build_model` (without dropout, so
+        that the replicas draw no random numbers).
+    seed : int
+        Seed of the initial weights and of the data order.
+
+    Returns
+    -------
+    Comparison
+        The differences and the losses.
+    """
+    runs = []
+    for strategy in (None, distribute.make_strategy("mirrored", devices)):
+        runtime.set_seed(seed, deterministic=False)
+        with (strategy or tf.distribute.get_strategy()).scope():
+            net = build_model(model)
+            train.compile_model(net, learning_rate=learning_rate, optimizer=optimizer)
+        if runs:
+            net.set_weights(runs[0][0])
+        start = net.get_weights()
+        history = train.train(net, data, epochs=epochs, batch_size=batch_size, loop=loop,
+                              seed=seed, strategy=strategy, verbose=0)
+        runs.append((start, net.get_weights(), history, strategy))
+    (w0, w_one, h_one, _), (_, w_rep, h_rep, mirrored) = runs
+    return Comparison(
+        loop=loop,
+        replicas=mirrored.num_replicas_in_sync,
+        steps=epochs * -(-len(data.y_train) // batch_size),
+        max_difference=max(float(np.max(np.abs(a - b))) for a, b in zip(w_one, w_rep)),
+        max_update=max(float(np.max(np.abs(a - b))) for a, b in zip(w_one, w0)),
+        loss_one=h_one.last("loss"),
+        loss_replicas=h_rep.last("loss"),
+    )
+
+
+def throughput(
+    data: CifarData,
+    strategy=None,
+    *,
+    loop: str = "fit",
+    batch_size: int = 128,
+    epochs: int = 3,
+    model: str = "seed",
+    seed: int = 0,
+) -> float:
+    """Training speed in images per second: the fastest epoch after the first (chapter 9).
+
+    The first epoch pays for tracing and warming up and is not counted. Of the
+    others the fastest is kept, the one least disturbed by other programs.
+
+    Parameters
+    ----------
+    data : CifarData
+        Training data; give it no validation split, or its evaluation is timed too.
+    strategy : tf.distribute.Strategy, optional
+        Where to train (one device when omitted).
+    loop : {"fit", "custom"}
+        Which training loop.
+    batch_size : int
+        Global batch size.
+    epochs : int
+        At least 2.
+    model : str
+        A name for :func:`cifar_tutorial.models.build_model`.
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    float
+        Training images per second in the fastest epoch after the first.
+    """
+    if epochs < 2:
+        raise ValueError("epochs must be at least 2: the first one warms up")
+    runtime.set_seed(seed, deterministic=False)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        net = build_model(model)
+        train.compile_model(net, learning_rate=1e-4)
+    history = train.train(net, data, epochs=epochs, batch_size=batch_size, loop=loop,
+                          seed=seed, strategy=strategy, verbose=0)
+    return len(data.y_train) / min(history["seconds"][1:])

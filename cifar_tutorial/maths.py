@@ -14,6 +14,22 @@ from numpy.typing import ArrayLike
 EPSILON = 1e-7
 """Clipping constant for probabilities, the same value Keras uses."""
 
+__all__ = [
+    "EPSILON",
+    "softmax",
+    "softmax_base",
+    "temperature_softmax",
+    "l2_normalize",
+    "l1_normalize",
+    "is_distribution",
+    "one_hot",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "logsumexp",
+    "crossentropy_from_logits",
+    "keras_probability_crossentropy",
+]
+
 
 def softmax(z: ArrayLike, axis: int = -1) -> np.ndarray:
     """Softmax, computed stably by subtracting the maximum first.
@@ -251,7 +267,11 @@ def sparse_categorical_crossentropy(
 
 
 def logsumexp(z: ArrayLike, axis: int = -1) -> np.ndarray:
-    """``log(sum(exp(z)))`` without overflow.
+    """``log(sum(exp(z)))`` without overflow (chapter 2).
+
+    The largest score is subtracted before ``exp`` and added back after ``log``.
+    A row whose scores are all ``-inf`` (every ``exp`` is zero) gives ``-inf``,
+    ``log 0``, as :func:`scipy.special.logsumexp` does, not NaN.
 
     Parameters
     ----------
@@ -267,7 +287,9 @@ def logsumexp(z: ArrayLike, axis: int = -1) -> np.ndarray:
     """
     z = np.asarray(z, dtype=np.float64)
     m = np.max(z, axis=axis, keepdims=True)
-    return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(z - m), axis=axis))
+    m = np.where(np.isfinite(m), m, 0.0)  # an all -inf row: nothing to subtract
+    with np.errstate(divide="ignore"):
+        return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(z - m), axis=axis))
 
 
 def crossentropy_from_logits(labels: ArrayLike, logits: ArrayLike) -> np.ndarray:
@@ -275,6 +297,10 @@ def crossentropy_from_logits(labels: ArrayLike, logits: ArrayLike) -> np.ndarray
 
     ``-log softmax(z)[y] = logsumexp(z) - z[y]``: no probability is ever formed, so
     no ``log(0)`` can occur. This is what ``from_logits=True`` buys in Keras.
+
+    A true class whose logit is ``-inf`` (probability zero) costs ``inf``. A row of
+    logits that are all ``-inf`` describes no distribution: its loss is NaN, as
+    with :func:`scipy.special.log_softmax`.
 
     Parameters
     ----------
@@ -291,7 +317,8 @@ def crossentropy_from_logits(labels: ArrayLike, logits: ArrayLike) -> np.ndarray
     labels = np.asarray(labels)
     z = np.asarray(logits, dtype=np.float64)
     picked = np.take_along_axis(z, labels[..., None].astype(np.int64), axis=-1)[..., 0]
-    return logsumexp(z, axis=-1) - picked
+    with np.errstate(invalid="ignore"):  # -inf - (-inf) for an all -inf row
+        return logsumexp(z, axis=-1) - picked
 
 
 def keras_probability_crossentropy(

@@ -5,22 +5,43 @@
   (chapter 3);
 - :class:`OutputNormalization` -- those heads as one Keras layer;
 - :func:`vgg_bn` -- a deeper net with batch normalization and dropout (chapter 8);
-- the fast recipe's net lives in :mod:`cifar_tutorial.recipes`.
+- :func:`build_model` -- either of them by name;
+- :func:`build_fast_net` -- the fast recipe's airbench-style net (chapter 8), whose
+  first layer holds the :func:`whitening_filters` of its training images. It is
+  trained by :mod:`cifar_tutorial.recipes`; :func:`build_model` does not offer it,
+  since without those images it has no whitening layer worth the name.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 HEADS: tuple[str, ...] = ("softmax", "softmax_base", "l2", "l1_relu", "logits")
 """Output heads: softmax, softmax with base ``b``, division by the L2 norm, ReLU
 then division by the L1 norm, and raw logits."""
 
-MODELS: tuple[str, ...] = ("seed", "vgg_bn", "fast")
+MODELS: tuple[str, ...] = ("seed", "vgg_bn")
 """Names accepted by :func:`build_model`."""
+
+__all__ = [
+    "HEADS",
+    "MODELS",
+    "OutputNormalization",
+    "outputs_logits",
+    "seed_cnn",
+    "vgg_bn",
+    "build_model",
+    "layer_table",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "whitening_filters",
+    "build_fast_net",
+]
 
 
 @keras.saving.register_keras_serializable(package="cifar_tutorial")
@@ -196,7 +217,7 @@ def vgg_bn(
 
 
 def build_model(name: str = "seed", head: str | None = None, **kwargs) -> keras.Model:
-    """Build a model by name: ``"seed"``, ``"vgg_bn"`` or ``"fast"``.
+    """Build a model by name: ``"seed"`` or ``"vgg_bn"``.
 
     Parameters
     ----------
@@ -217,12 +238,6 @@ def build_model(name: str = "seed", head: str | None = None, **kwargs) -> keras.
         return seed_cnn(head=head or "softmax", **kwargs)
     if name == "vgg_bn":
         return vgg_bn(head=head or "logits", **kwargs)
-    if name == "fast":
-        from cifar_tutorial import recipes
-
-        if head not in (None, "logits"):
-            raise ValueError("the fast net ends in logits; it takes no other head")
-        return recipes.build_fast_net(**kwargs)
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 
@@ -253,3 +268,207 @@ def layer_table(model: keras.Model) -> str:
     lines.insert(1, "-" * len(lines[0]))
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- fast net
+
+#: Per-channel mean and standard deviation of the CIFAR-10 training images (0-255 scale).
+CIFAR10_MEAN = np.array([125.307, 122.950, 113.865], dtype=np.float32)
+CIFAR10_STD = np.array([62.993, 62.089, 66.705], dtype=np.float32)
+
+
+def whitening_filters(
+    images: np.ndarray, patch_size: int = 2, eps: float = 5e-4, max_images: int = 5000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Patch-whitening filters from the covariance of image patches (chapter 8).
+
+    The ``patch_size x patch_size x 3`` patches of the (normalised) images are
+    collected, their covariance is diagonalised, and every eigenvector ``v``
+    with eigenvalue ``l`` gives the filter ``v / sqrt(l + eps)``; the negated
+    filters are appended so that a following GELU keeps both signs.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(N, H, W, 3)`` uint8 training images.
+    patch_size : int
+        Height and width of the patches (and of the convolution kernel).
+    eps : float
+        Added to the eigenvalues before the square root.
+    max_images : int
+        At most this many (the first) images are used.
+
+    Returns
+    -------
+    kernel : numpy.ndarray
+        float32 Keras conv kernel ``(patch_size, patch_size, 3, 2 * patch_size**2 * 3)``.
+    eigenvalues : numpy.ndarray
+        The eigenvalues, largest first.
+    """
+    x = (images[:max_images].astype(np.float32) - CIFAR10_MEAN) / CIFAR10_STD
+    n, h, w, c = x.shape
+    p = patch_size
+    # patches ordered (kh, kw, c) like a Keras kernel
+    cols = [x[:, i : h - p + 1 + i, j : w - p + 1 + j, :] for i in range(p) for j in range(p)]
+    patches = np.stack(cols, axis=3).reshape(-1, p * p * c).astype(np.float64)
+    patches -= patches.mean(axis=0)
+    cov = patches.T @ patches / patches.shape[0]
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+    filters = eigenvectors / np.sqrt(eigenvalues + eps)  # columns are filters
+    filters = np.concatenate([filters, -filters], axis=1)
+    kernel = filters.reshape(p, p, c, 2 * p * p * c).astype(np.float32)
+    return kernel, eigenvalues.astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="cifar_tutorial")
+class _DiracInit(keras.initializers.Initializer):
+    """Identity on the first ``in_channels`` filters, a base initialiser elsewhere."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def __call__(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
+        kh, kw, cin, cout = shape
+        base = keras.initializers.VarianceScaling(
+            scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=self.seed
+        )(shape, dtype=dtype)
+        n = min(cin, cout)
+        eye = np.zeros(shape, dtype=np.float32)
+        eye[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
+        mask = np.ones(shape, dtype=np.float32)
+        mask[:, :, :, :n] = 0.0
+        return base * keras.ops.convert_to_tensor(mask, dtype=dtype) + keras.ops.convert_to_tensor(
+            eye, dtype=dtype
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cifar_tutorial")
+def gelu_tanh(x: Any) -> Any:
+    """GELU with the tanh approximation (cheaper on some CPUs; chapter 8)."""
+    return keras.activations.gelu(x, approximate=True)
+
+
+def build_fast_net(
+    widths: tuple[int, int, int] = (64, 256, 256),
+    *,
+    whiten_kernel: np.ndarray | None = None,
+    num_classes: int = 10,
+    bn_momentum: float = 0.6,
+    scaling_factor: float = 1.0 / 9.0,
+    precision: str = "float32",
+    seed: int | None = None,
+    gelu_approximate: bool = False,
+) -> keras.Model:
+    """Build the airbench-style network of the fast recipe (chapter 8).
+
+    Input: uint8 (or float) images ``(N, 32, 32, 3)`` on the 0-255 scale;
+    output: float32 logits ``(N, num_classes)``.
+
+    Parameters
+    ----------
+    widths : tuple of int
+        Channels of the three conv blocks.
+    whiten_kernel : numpy.ndarray, optional
+        Kernel from :func:`whitening_filters`; its shape fixes the first
+        layer. If omitted, a 2x2 layer with 24 filters keeps its random init.
+    num_classes : int
+        Number of outputs.
+    bn_momentum : float
+        Keras BatchNorm momentum (weight of the old running statistics).
+    scaling_factor : float
+        The logits are multiplied by this constant.
+    precision : str
+        ``"float32"`` or ``"mixed_bfloat16"`` (set per layer, not globally;
+        the input normalisation and the whitening layer stay float32).
+    seed : int, optional
+        Seed of the weight initialisers.
+    gelu_approximate : bool
+        Use the tanh approximation of GELU (not shown to be faster on the
+        2-core CPU; the recipe uses the exact GELU).
+
+    Returns
+    -------
+    keras.Model
+        The (uncompiled) network.
+    """
+    if precision not in ("float32", "mixed_bfloat16"):
+        raise ValueError(f"unknown precision {precision!r}")
+    dtype = precision
+    seeds = iter(range(0 if seed is None else seed * 100, 10**9))
+
+    def _seed() -> int | None:
+        return None if seed is None else next(seeds)
+
+    def _gelu(name: str, layer_dtype: str = dtype) -> keras.layers.Layer:
+        # Named functions, not a lambda, so that saved models load in safe mode.
+        return keras.layers.Activation(
+            gelu_tanh if gelu_approximate else "gelu", name=name, dtype=layer_dtype
+        )
+
+    if whiten_kernel is None:
+        whiten_shape = (2, 2, 3, 24)
+    else:
+        whiten_shape = tuple(whiten_kernel.shape)
+
+    # The normalisation and the whitening layer always run in float32: the
+    # whitening filters of the small eigenvalues are large differences of
+    # neighbouring pixels, and in bfloat16 their outputs carry 10-35% rounding
+    # noise. They cost well under 1% of the compute.
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Normalization(
+        mean=CIFAR10_MEAN, variance=CIFAR10_STD**2, name="normalize", dtype="float32"
+    )(keras.ops.cast(inputs, "float32"))
+    whiten = keras.layers.Conv2D(
+        whiten_shape[3],
+        whiten_shape[:2],
+        padding="valid",
+        use_bias=True,
+        name="whiten",
+        dtype="float32",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=_seed()),
+    )
+    x = whiten(x)
+    whiten.kernel.trainable = False
+    if whiten_kernel is not None:
+        whiten.kernel.assign(whiten_kernel)
+    x = _gelu(name="whiten_gelu", layer_dtype="float32")(x)
+
+    for b, width in enumerate(widths):
+        for k in range(2):
+            x = keras.layers.Conv2D(
+                width,
+                3,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=_DiracInit(seed=_seed()),
+                name=f"block{b}_conv{k}",
+                dtype=dtype,
+            )(x)
+            if k == 0:
+                x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool", dtype=dtype)(x)
+            x = keras.layers.BatchNormalization(
+                momentum=bn_momentum,
+                epsilon=1e-12,
+                scale=False,
+                name=f"block{b}_bn{k}",
+                dtype=dtype,
+            )(x)
+            x = _gelu(name=f"block{b}_gelu{k}")(x)
+
+    x = keras.layers.GlobalMaxPooling2D(name="global_pool", dtype=dtype)(x)
+    x = keras.layers.Dense(
+        num_classes,
+        use_bias=False,
+        name="head",
+        dtype=dtype,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=_seed()
+        ),
+    )(x)
+    x = keras.layers.Rescaling(scaling_factor, name="scale", dtype="float32")(x)
+    outputs = keras.layers.Activation("linear", name="logits", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="fast_net")

@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
 
-from cifar_tutorial.train import History
+from cifar_tutorial.records import History
 
 DPI = 150
 """Resolution of the figures' PNG images, in the notebooks and in the files the

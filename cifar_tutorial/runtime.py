@@ -1,7 +1,12 @@
-"""Seeds, determinism, devices, and the run modes (full, a reader's quick run, the tests' smoke run).
+"""Seeds, determinism, devices, precision, and the run modes (full, quick, smoke).
+
+A full run is the one the book's outputs come from, a quick run a reader's short
+version, a smoke run the tests' tiny one.
 
 Chapter 1 ("Classification as a task") introduces these helpers in its setup cell;
-every later chapter calls them first.
+every later chapter calls them first. :func:`set_seed` is the one place where the
+package seeds its random numbers, and :func:`choose_precision` the one place where
+it decides between bfloat16 and float32 (chapter 8).
 """
 
 from __future__ import annotations
@@ -9,6 +14,28 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "SMOKE_ENV",
+    "QUICK_ENV",
+    "smoke_mode",
+    "quick_mode",
+    "run_mode",
+    "budget",
+    "describe_run",
+    "set_seed",
+    "cpu_flags",
+    "bf16_supported",
+    "PRECISIONS",
+    "choose_precision",
+    "describe_device",
+]
+
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
+"""The precisions :func:`choose_precision` chooses between (Keras policy names)."""
 
 SMOKE_ENV = "CIFAR_TUTORIAL_SMOKE"
 """Environment variable that turns the tests' smoke mode on (``1``, ``true`` or ``yes``)."""
@@ -141,9 +168,6 @@ def set_seed(seed: int = 0, deterministic: bool = True) -> None:
         Also turn on TensorFlow's op determinism. It cannot be turned off again in
         the same process.
     """
-    import keras
-    import tensorflow as tf
-
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -177,11 +201,42 @@ def bf16_supported() -> bool:
     bool
         True if a GPU is present or the CPU lists ``amx_bf16`` or ``avx512_bf16``.
     """
-    import tensorflow as tf
-
     if tf.config.list_physical_devices("GPU"):
         return True
     return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def choose_precision(precision: str = "auto") -> str:
+    """Decide between bfloat16 and float32 arithmetic (chapter 8).
+
+    ``mixed_bfloat16`` (bfloat16 computations, float32 weights) pays off where the
+    hardware computes bfloat16 natively (:func:`bf16_supported`): on a 2-core
+    AVX512-BF16 CPU without AMX the fast recipe trained 1.8 times as fast as in
+    float32 (365 against 204 images/s). Elsewhere bfloat16 is emulated and slower,
+    so ``"auto"`` keeps ``float32`` there.
+
+    Parameters
+    ----------
+    precision : {"auto", "float32", "mixed_bfloat16"}
+        ``"auto"`` decides for this machine; the other two are returned as given.
+
+    Returns
+    -------
+    str
+        ``"float32"`` or ``"mixed_bfloat16"``.
+
+    Raises
+    ------
+    ValueError
+        For any other name.
+    """
+    if precision == "auto":
+        return "mixed_bfloat16" if bf16_supported() else "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"unknown precision {precision!r}; choose auto, {' or '.join(PRECISIONS)}"
+        )
+    return precision
 
 
 def describe_device() -> str:
@@ -192,8 +247,6 @@ def describe_device() -> str:
     str
         For example ``"CPU (2 cores, x86_64)"`` or ``"1 GPU: NVIDIA H200"``.
     """
-    import tensorflow as tf
-
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         names = []

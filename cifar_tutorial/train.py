@@ -2,7 +2,8 @@
 
 Chapter 6 ("The seed's CNN") trains with :func:`train` and ``loop="fit"``;
 chapter 7 ("A custom training loop") opens the ``loop="custom"`` path, whose step is
-:func:`make_train_step`. Both
+:func:`cifar_tutorial.steps.make_train_step` (also reachable as
+``train.make_train_step``). Both
 
 - run one epoch at a time on a data order drawn from ``seed + epoch``, so that a
   resumed run sees exactly the batches an uninterrupted run would have seen;
@@ -12,12 +13,14 @@ chapter 7 ("A custom training loop") opens the ``loop="custom"`` path, whose ste
 - stop with :class:`TrainingDiverged` when the loss turns NaN, infinite or huge, keeping
   the last good checkpoint, and with :class:`TrainingInterrupted` on Ctrl-C;
 - accept a ``tf.distribute`` strategy (chapter 9).
+
+They return a :class:`cifar_tutorial.records.History` (also reachable as
+``train.History``).
 """
 
 from __future__ import annotations
 
 import atexit
-import csv
 import dataclasses
 import json
 import math
@@ -25,15 +28,35 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from cifar_tutorial.data import CifarData
+from cifar_tutorial.distribute import (
+    is_chief,
+    is_multi_worker,
+    shard_by_data,
+    workers_disagreement,
+)
 from cifar_tutorial.models import outputs_logits
+from cifar_tutorial.records import History, atomic_save, atomic_write_text, check_output_folder
+from cifar_tutorial.steps import label_mode_of, make_eval_step, make_train_step
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "DIVERGED_LOSS",
+    "METRICS",
+    "TrainingError",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "compile_model",
+    "check_training_args",
+    "train",
+]
 
 CHECKPOINT_DIR = "checkpoint"
 DIVERGED_LOSS = 1e4
@@ -73,119 +96,6 @@ class TrainingInterrupted(TrainingError):
     def __init__(self, message: str, epochs_done: int) -> None:
         super().__init__(message)
         self.epochs_done = epochs_done
-
-
-# --------------------------------------------------------------------------- history
-
-
-@dataclasses.dataclass
-class History:
-    """Per-epoch metrics of one training run, the same for ``fit`` and custom loops.
-
-    Attributes
-    ----------
-    records : list of dict
-        One dict per finished epoch with ``epoch`` (1-based), ``loss``,
-        ``accuracy``, ``val_loss``, ``val_accuracy`` (NaN without validation data),
-        ``lr`` and ``seconds``.
-    """
-
-    records: list[dict[str, float]] = dataclasses.field(default_factory=list)
-    stopped_early: bool = False
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, key: str) -> list[float]:
-        """Return one metric over the epochs, e.g. ``history["val_accuracy"]``."""
-        return [r[key] for r in self.records]
-
-    @property
-    def keys(self) -> list[str]:
-        """The metrics recorded."""
-        return list(self.records[0]) if self.records else []
-
-    def last(self, key: str) -> float:
-        """The metric's value after the last epoch."""
-        return self.records[-1][key]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"records": self.records, "stopped_early": self.stopped_early}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> History:
-        """Rebuild from :meth:`to_dict`'s output."""
-        return cls(records=[dict(r) for r in d["records"]], stopped_early=d.get("stopped_early", False))
-
-    def save(self, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-        """Write ``history.json`` and ``history.csv`` atomically into ``out_dir``.
-
-        Returns
-        -------
-        tuple of Path
-            The two files.
-        """
-        out = Path(out_dir)
-        json_path = atomic_write_text(out / "history.json", json.dumps(self.to_dict(), indent=2))
-        rows = [",".join(self.keys)] + [
-            ",".join(repr(r[k]) for k in self.keys) for r in self.records
-        ]
-        csv_path = atomic_write_text(out / "history.csv", "\n".join(rows) + "\n")
-        return json_path, csv_path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the new, never half.
-
-    Parameters
-    ----------
-    path : path
-        Destination.
-    text : str
-        Content.
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    return atomic_save(write, path)
-
-
-def atomic_save(save: Callable[[str], Any], path: str | os.PathLike) -> Path:
-    """Call ``save(tmp_path)`` and move the file into place atomically.
-
-    Parameters
-    ----------
-    save : callable
-        Writes a file at the path it is given, e.g. ``model.save``.
-    path : path
-        Destination; its suffix is kept for the temporary file (Keras checks it).
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    tmp = path.parent / f".{path.name.removesuffix(suffix)}.tmp{suffix}"
-    try:
-        save(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- compiling
@@ -250,122 +160,6 @@ def compile_model(
     return model
 
 
-def label_mode_of(model: keras.Model) -> str:
-    """Return ``"sparse"`` or ``"onehot"``: the labels the compiled loss expects."""
-    if model.loss is None:
-        raise ValueError("the model is not compiled: call compile_model first")
-    return "sparse" if "Sparse" in type(model.loss).__name__ else "onehot"
-
-
-# --------------------------------------------------------------------------- custom loop
-
-
-def make_train_step(model: keras.Model, strategy=None) -> Callable:
-    """Build one training step written out with ``tf.GradientTape`` (chapter 7).
-
-    The step computes per-example losses, averages them over the *global* batch
-    with ``tf.nn.compute_average_loss`` (so that summing gradients over replicas
-    gives the mean, as the ``tf.distribute`` guides prescribe), differentiates,
-    and lets the optimizer apply the gradients. The global batch is counted across
-    the replicas before each step, so that the last, smaller batch is averaged
-    right even when the replicas get unequal shares of it (left alone,
-    ``compute_average_loss`` would divide by the local size times the number of
-    replicas).
-
-    Parameters
-    ----------
-    model : keras.Model
-        A compiled model (its loss and optimizer are used).
-    strategy : tf.distribute.Strategy, optional
-        Where to run; the default strategy when omitted.
-
-    Returns
-    -------
-    callable
-        ``step(batch) -> (loss_sum, correct, count)``, a ``tf.function`` taking a
-        batch (distributed when a strategy is given) and returning global sums.
-    """
-    import tensorflow as tf
-
-    strategy = strategy or tf.distribute.get_strategy()
-    loss_fn = model.loss
-    optimizer = model.optimizer
-    sparse = label_mode_of(model) == "sparse"
-    if not optimizer.built:
-        # Built here, under the strategy, not lazily inside the first replicated step:
-        # MirroredStrategy fails on optimizer variables created there.
-        with strategy.scope():
-            optimizer.build(model.trainable_variables)
-
-    def replica_step(x, y, global_count):
-        count = tf.cast(tf.shape(x)[0], tf.float32)
-        with tf.GradientTape() as tape:
-            pred = model(x, training=True)
-            per_example = loss_fn.call(y, pred)
-            loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=tf.cast(global_count, tf.int32)
-            )
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return _batch_sums(y, pred, per_example, count, sparse)
-
-    return _summed_over_replicas(replica_step, strategy, pass_global_count=True)
-
-
-def make_eval_step(model: keras.Model, strategy=None) -> Callable:
-    """Build the custom loop's validation step, the counterpart of :func:`make_train_step`.
-
-    The custom loop validates with it under ``MultiWorkerMirroredStrategy``, where
-    Keras' ``evaluate`` fails (chapter 9).
-
-    Returns
-    -------
-    callable
-        ``step(batch) -> (loss_sum, correct, count)`` summed over all replicas.
-    """
-    import tensorflow as tf
-
-    strategy = strategy or tf.distribute.get_strategy()
-    loss_fn = model.loss
-    sparse = label_mode_of(model) == "sparse"
-
-    def replica_step(x, y):
-        pred = model(x, training=False)
-        count = tf.cast(tf.shape(x)[0], tf.float32)
-        return _batch_sums(y, pred, loss_fn.call(y, pred), count, sparse)
-
-    return _summed_over_replicas(replica_step, strategy)
-
-
-def _batch_sums(y, pred, per_example, count, sparse: bool) -> tuple:
-    import tensorflow as tf
-
-    truth = y if sparse else tf.argmax(y, axis=-1)
-    hits = tf.equal(tf.argmax(pred, axis=-1, output_type=tf.int32), tf.cast(truth, tf.int32))
-    return tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(hits, tf.float32)), count
-
-
-def _summed_over_replicas(
-    replica_step: Callable, strategy, pass_global_count: bool = False
-) -> Callable:
-    import tensorflow as tf
-
-    total = tf.distribute.ReduceOp.SUM
-
-    @tf.function
-    def step(batch):
-        args = tuple(batch)
-        if pass_global_count:  # summed in cross-replica context, then given to every replica
-            counts = strategy.run(lambda x, *_: tf.cast(tf.shape(x)[0], tf.float32), args=args)
-            args += (strategy.reduce(total, counts, axis=None),)
-        sums = strategy.run(replica_step, args=args)
-        return tuple(strategy.reduce(total, s, axis=None) for s in sums)
-
-    return step
-
-
 def _custom_evaluate(step: Callable, dataset, strategy) -> dict:
     totals = np.zeros(3)
     for batch in strategy.experimental_distribute_dataset(dataset):
@@ -374,8 +168,6 @@ def _custom_evaluate(step: Callable, dataset, strategy) -> dict:
 
 
 def _custom_epoch(step: Callable, dataset, strategy, max_steps: int | None, guard: _NaNGuard) -> dict:
-    import tensorflow as tf
-
     strategy = strategy or tf.distribute.get_strategy()
     loss_sum = correct = count = 0.0
     for i, batch in enumerate(strategy.experimental_distribute_dataset(dataset)):
@@ -429,28 +221,6 @@ class _BatchProgress(keras.callbacks.Callback):
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-def _is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "cluster_spec", None):
-        return True
-    spec = resolver.cluster_spec().as_dict()
-    if not spec:
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if "chief" in spec:
-        return task_type == "chief"
-    return task_type == "worker" and task_id == 0
-
-
-def is_chief(strategy=None) -> bool:
-    """Tell whether this process writes outputs: always, except on non-chief workers.
-
-    With ``MultiWorkerMirroredStrategy`` every worker trains, but only the chief
-    (the ``chief`` task, or worker 0 where there is none) writes files (chapter 9).
-    """
-    return strategy is None or _is_chief(strategy)
 
 
 @dataclasses.dataclass
@@ -527,40 +297,6 @@ def _format_epoch(record: dict, epochs: int) -> str:
         if value is not None and not math.isnan(value):
             parts.append(f"{key} {value:.4f}")
     return " - ".join(parts)
-
-
-def check_output_folder(out_dir: str | os.PathLike) -> Path:
-    """Create ``out_dir`` if needed and check that files can be written in it.
-
-    Called before any training, so that a bad folder costs seconds, not an epoch.
-
-    Parameters
-    ----------
-    out_dir : path
-        The output folder.
-
-    Returns
-    -------
-    Path
-        ``out_dir``.
-
-    Raises
-    ------
-    ValueError
-        If the folder cannot be created or written (e.g. a path under a file).
-    """
-    path = Path(out_dir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"  # workers may share the folder
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(
-            f"cannot write to output folder {path} ({err.strerror or err}); "
-            "choose a folder you can write to"
-        ) from None
-    return path
 
 
 def check_training_args(epochs: int, batch_size: int, num_train: int) -> None:
@@ -645,33 +381,68 @@ def train(
     TrainingInterrupted
         On Ctrl-C; finished epochs stay in the checkpoint.
     """
-    import tensorflow as tf
-
     if loop not in ("fit", "custom"):
         raise ValueError(f"loop must be 'fit' or 'custom', got {loop!r}")
     check_training_args(epochs, batch_size, len(data.y_train))
     label_mode = label_mode_of(model)
-    has_val = len(data.y_val) > 0
-    strategy_ = strategy or tf.distribute.get_strategy()
-    if loop == "fit" and _multi_worker(strategy_):
+    where = strategy or tf.distribute.get_strategy()
+    if loop == "fit" and is_multi_worker(where):
         raise ValueError(
             f"Keras {keras.__version__} cannot fit under MultiWorkerMirroredStrategy (its "
             "first-batch build step reduces the (images, labels) pair, which that strategy "
             "refuses); train with loop='custom' (--loop custom)"
         )
-
-    history = History()
-    checkpoint: _Checkpoint | None = None
-    if out_dir is not None:
-        folder = check_output_folder(out_dir) / CHECKPOINT_DIR
-        checkpoint = _Checkpoint(folder)
-        if not is_chief(strategy):
-            scratch = Path(tempfile.mkdtemp(prefix="cifar-tutorial-worker-"))
-            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-            checkpoint = _Checkpoint(scratch, resume_from=folder)
+    checkpoint = _open_checkpoint(out_dir, strategy)
     fingerprint = _fingerprint(model, loop, batch_size, seed, label_mode)
+    history = _resume(model, checkpoint, fingerprint, where, resume=resume, verbose=verbose)
+    epoch_runner = _Epochs(
+        model, data, loop=loop, batch_size=batch_size, label_mode=label_mode, seed=seed,
+        augment=augment, strategy=strategy, max_steps=max_steps_per_epoch, verbose=verbose,
+    )
+    stopper = _EarlyStopping(early_stopping if len(data.y_val) > 0 else None, history)
 
-    state = None
+    for epoch in range(len(history), epochs):
+        record = epoch_runner.run(epoch, history, checkpoint)
+        history.records.append({"epoch": epoch + 1, **record})
+        if verbose:
+            print(_format_epoch(history.records[-1], epochs), flush=True)
+        stop = stopper.update(model, record["val_loss"], epoch + 1)
+        history.stopped_early = history.stopped_early or stop
+        if checkpoint is not None:
+            checkpoint.write(
+                model,
+                {"epochs_done": len(history), "fingerprint": fingerprint, "history": history.to_dict()},
+            )
+        if stop:
+            stopper.restore_best(model)
+            if verbose:
+                print(f"Early stop: no better val_loss for {early_stopping} epochs; "
+                      f"weights of epoch {stopper.best_epoch} restored")
+            break
+
+    if checkpoint is not None and not is_chief(strategy):
+        shutil.rmtree(checkpoint.folder, ignore_errors=True)
+    return history
+
+
+def _open_checkpoint(out_dir: str | os.PathLike | None, strategy) -> _Checkpoint | None:
+    """The checkpoint of a run: in ``out_dir``, or in a scratch folder on non-chief workers."""
+    if out_dir is None:
+        return None
+    folder = check_output_folder(out_dir) / CHECKPOINT_DIR
+    if is_chief(strategy):
+        return _Checkpoint(folder)
+    scratch = Path(tempfile.mkdtemp(prefix="cifar-tutorial-worker-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return _Checkpoint(scratch, resume_from=folder)
+
+
+def _resume(
+    model: keras.Model, checkpoint: _Checkpoint | None, fingerprint: dict, strategy, *,
+    resume: bool, verbose: int,
+) -> History:
+    """Restore the checkpoint of the same run into ``model``; return the epochs it holds."""
+    state = source = None
     if checkpoint is not None and resume:
         source = checkpoint.source()
         state = source.read()
@@ -681,114 +452,147 @@ def train(
                 f"({state.get('fingerprint')}); use another output folder, or "
                 "start afresh with resume=False (--no-resume)"
             )
-    if _multi_worker(strategy_):  # before restoring, which the workers must all do or skip
-        _check_workers_agree(strategy_, state["epochs_done"] if state else 0)
-    if state is not None:
-        with strategy_.scope():  # builds the optimizer's variables
-            source.restore(model, state)
-        history = History.from_dict(state["history"])
-        if verbose:
-            print(f"Resuming after epoch {len(history)} from {source.folder.name}/")
+    if is_multi_worker(strategy):  # before restoring, which the workers must all do or skip
+        problem = workers_disagreement(strategy, state["epochs_done"] if state else 0)
+        if problem:
+            raise TrainingError(problem)
+    if state is None:
+        return History()
+    with strategy.scope():  # builds the optimizer's variables
+        source.restore(model, state)
+    history = History.from_dict(state["history"])
+    if verbose:
+        print(f"Resuming after epoch {len(history)} from {source.folder.name}/")
+    return history
 
-    step = make_train_step(model, strategy) if loop == "custom" else None
-    eval_step = make_eval_step(model, strategy_) if _multi_worker(strategy_) else None
-    best = (math.inf, None, 0)  # (val_loss, weights, epoch)
-    if early_stopping and history.records and has_val:
-        i = int(np.nanargmin(history["val_loss"]))
-        best = (history.records[i]["val_loss"], None, i + 1)
-    val_ds = data.dataset("val", batch_size, label_mode=label_mode) if has_val else None
-    if val_ds is not None and strategy is not None:
-        val_ds = _shard_by_data(val_ds)
 
-    for epoch in range(len(history), epochs):
-        train_ds = data.dataset(
-            "train", batch_size, label_mode=label_mode, seed=seed + epoch, augment=augment
-        )
-        if strategy is not None:
-            train_ds = _shard_by_data(train_ds)
+class _Epochs:
+    """Train and validate one epoch at a time, as :func:`train` was asked to."""
+
+    def __init__(
+        self, model: keras.Model, data: CifarData, *, loop: str, batch_size: int,
+        label_mode: str, seed: int, augment: Callable | None, strategy, max_steps: int | None,
+        verbose: int,
+    ) -> None:
+        self.model, self.data, self.loop = model, data, loop
+        self.batch_size, self.label_mode, self.seed, self.augment = batch_size, label_mode, seed, augment
+        self.strategy = strategy  # as given: None means one device, no sharding
+        self.where = strategy or tf.distribute.get_strategy()
+        self.max_steps, self.verbose = max_steps, verbose
+        self.step = make_train_step(model, strategy) if loop == "custom" else None
+        self.eval_step = make_eval_step(model, self.where) if is_multi_worker(self.where) else None
+        self.val_ds = None
+        if len(data.y_val) > 0:
+            self.val_ds = self._shard(data.dataset("val", batch_size, label_mode=label_mode))
+
+    def _shard(self, dataset):
+        return dataset if self.strategy is None else shard_by_data(dataset)
+
+    def run(self, epoch: int, history: History, checkpoint: _Checkpoint | None) -> dict:
+        """Train epoch ``epoch`` (0-based); return its record without ``epoch``.
+
+        Raises :class:`TrainingInterrupted` on Ctrl-C and :class:`TrainingDiverged`
+        (after putting the last good weights back) when the loss blows up.
+        """
+        train_ds = self._shard(self.data.dataset(
+            "train", self.batch_size, label_mode=self.label_mode, seed=self.seed + epoch,
+            augment=self.augment,
+        ))
         guard = _NaNGuard()
         start = time.perf_counter()
         try:
-            if loop == "fit":
-                callbacks: list[keras.callbacks.Callback] = [guard]
-                if verbose >= 2:
-                    steps = math.ceil(len(data.y_train) / batch_size)
-                    callbacks.append(_BatchProgress(min(steps, max_steps_per_epoch or steps)))
-                if max_steps_per_epoch is not None:
-                    train_ds = train_ds.take(max_steps_per_epoch)
-                logs = model.fit(
-                    train_ds, epochs=1, verbose=0, shuffle=False, callbacks=callbacks
-                ).history
-                record = {k: float(v[-1]) for k, v in logs.items() if k in ("loss", "accuracy")}
-            else:
-                record = _custom_epoch(step, train_ds, strategy_, max_steps_per_epoch, guard)
-            if guard.bad_batch is None and not _diverged(record["loss"]) and val_ds is not None:
-                if eval_step is not None:
-                    record.update(_custom_evaluate(eval_step, val_ds, strategy_))
-                else:
-                    scores = model.evaluate(val_ds, verbose=0, return_dict=True)
-                    record["val_loss"] = float(scores["loss"])
-                    record["val_accuracy"] = float(scores["accuracy"])
+            record = self._fit(train_ds, guard) if self.loop == "fit" else _custom_epoch(
+                self.step, train_ds, self.where, self.max_steps, guard)
+            if guard.bad_batch is None and not _diverged(record["loss"]) and self.val_ds is not None:
+                record.update(self._validate())
         except KeyboardInterrupt:
-            done = len(history)
-            where = f" in {checkpoint.folder}" if checkpoint else ""
-            hint = (
-                "Run the same command again to resume."
-                if checkpoint
-                else "Pass an output folder to be able to resume."
-            )
-            raise TrainingInterrupted(
-                f"training interrupted during epoch {epoch + 1}; {done} finished "
-                f"epoch(s) kept{where}. {hint}",
-                done,
-            ) from None
-
+            raise _interrupted(epoch, len(history), checkpoint) from None
         if guard.bad_batch is not None or _diverged(record["loss"]):
-            _restore_last_good(model, checkpoint, history)
-            lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-            kept = (
-                f"The last good weights (epoch {len(history)}) are kept in {checkpoint.folder}."
-                if checkpoint and len(history)
-                else "No epoch had finished, so no weights were kept."
-            )
-            raise TrainingDiverged(
-                f"the loss diverged (NaN, infinite or above {DIVERGED_LOSS:g}) in epoch {epoch + 1}"
-                f"{'' if guard.bad_batch is None else f' (batch {guard.bad_batch + 1})'}. "
-                f"The learning rate ({lr:g}) is probably too high: try one 10x smaller. {kept}",
-                epoch + 1,
-            )
-
+            _restore_last_good(self.model, checkpoint, history)
+            raise _diverged_error(self.model, epoch, guard.bad_batch, checkpoint, len(history))
         record.setdefault("val_loss", float("nan"))
         record.setdefault("val_accuracy", float("nan"))
-        record["lr"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        record["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         record["seconds"] = time.perf_counter() - start
-        history.records.append({"epoch": epoch + 1, **record})
-        if verbose:
-            print(_format_epoch(history.records[-1], epochs), flush=True)
+        return record
 
-        stop = False
-        if early_stopping and has_val:
-            if record["val_loss"] < best[0]:
-                best = (record["val_loss"], model.get_weights(), epoch + 1)
-            elif epoch + 1 - best[2] >= early_stopping:
-                stop = True
-                history.stopped_early = True
-        if checkpoint is not None:
-            checkpoint.write(
-                model,
-                {"epochs_done": len(history), "fingerprint": fingerprint, "history": history.to_dict()},
-            )
-        if stop:
-            if best[1] is not None:
-                model.set_weights(best[1])
-            if verbose:
-                print(f"Early stop: no better val_loss for {early_stopping} epochs; "
-                      f"weights of epoch {best[2]} restored")
-            break
+    def _fit(self, train_ds, guard: _NaNGuard) -> dict:
+        callbacks: list[keras.callbacks.Callback] = [guard]
+        if self.verbose >= 2:
+            steps = math.ceil(len(self.data.y_train) / self.batch_size)
+            callbacks.append(_BatchProgress(min(steps, self.max_steps or steps)))
+        if self.max_steps is not None:
+            train_ds = train_ds.take(self.max_steps)
+        logs = self.model.fit(
+            train_ds, epochs=1, verbose=0, shuffle=False, callbacks=callbacks
+        ).history
+        return {k: float(v[-1]) for k, v in logs.items() if k in ("loss", "accuracy")}
 
-    if checkpoint is not None and not is_chief(strategy):
-        shutil.rmtree(checkpoint.folder, ignore_errors=True)
-    return history
+    def _validate(self) -> dict:
+        if self.eval_step is not None:
+            return _custom_evaluate(self.eval_step, self.val_ds, self.where)
+        scores = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
+        return {"val_loss": float(scores["loss"]), "val_accuracy": float(scores["accuracy"])}
+
+
+def _interrupted(epoch: int, done: int, checkpoint: _Checkpoint | None) -> TrainingInterrupted:
+    where = f" in {checkpoint.folder}" if checkpoint else ""
+    hint = (
+        "Run the same command again to resume."
+        if checkpoint
+        else "Pass an output folder to be able to resume."
+    )
+    return TrainingInterrupted(
+        f"training interrupted during epoch {epoch + 1}; {done} finished "
+        f"epoch(s) kept{where}. {hint}",
+        done,
+    )
+
+
+def _diverged_error(
+    model: keras.Model, epoch: int, bad_batch: int | None, checkpoint: _Checkpoint | None, done: int
+) -> TrainingDiverged:
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    kept = (
+        f"The last good weights (epoch {done}) are kept in {checkpoint.folder}."
+        if checkpoint and done
+        else "No epoch had finished, so no weights were kept."
+    )
+    return TrainingDiverged(
+        f"the loss diverged (NaN, infinite or above {DIVERGED_LOSS:g}) in epoch {epoch + 1}"
+        f"{'' if bad_batch is None else f' (batch {bad_batch + 1})'}. "
+        f"The learning rate ({lr:g}) is probably too high: try one 10x smaller. {kept}",
+        epoch + 1,
+    )
+
+
+class _EarlyStopping:
+    """Track the best validation loss; say when ``patience`` epochs brought nothing better.
+
+    A resumed run starts from the best epoch of the history it resumes (whose
+    weights it no longer has).
+    """
+
+    def __init__(self, patience: int | None, history: History) -> None:
+        self.patience = patience
+        self.best_loss, self.best_weights, self.best_epoch = math.inf, None, 0
+        if patience and history.records:
+            i = int(np.nanargmin(history["val_loss"]))
+            self.best_loss, self.best_epoch = history.records[i]["val_loss"], i + 1
+
+    def update(self, model: keras.Model, val_loss: float, epoch: int) -> bool:
+        """Record epoch ``epoch`` (1-based); return whether to stop now."""
+        if not self.patience:
+            return False
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_weights, self.best_epoch = val_loss, model.get_weights(), epoch
+            return False
+        return epoch - self.best_epoch >= self.patience
+
+    def restore_best(self, model: keras.Model) -> None:
+        """Put the best epoch's weights back, if this run has them."""
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
 
 
 def _restore_last_good(model: keras.Model, checkpoint: _Checkpoint | None, history: History) -> None:
@@ -799,56 +603,3 @@ def _restore_last_good(model: keras.Model, checkpoint: _Checkpoint | None, histo
         if state is not None:
             where.restore(model, state)
             return
-
-
-def _multi_worker(strategy) -> bool:
-    """Whether ``strategy`` has replicas in other processes (chapter 9)."""
-    replicas = strategy.num_replicas_in_sync
-    return replicas > 1 and replicas > len(strategy.extended.worker_devices)
-
-
-def _shard_by_data(dataset):
-    """Let each worker of a cluster take its share of every batch (chapter 9).
-
-    The pipelines read arrays, not files, so the automatic choice (shard by file)
-    cannot apply; say so instead of letting TensorFlow warn and fall back.
-    """
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
-
-
-def _check_workers_agree(strategy, epochs_done: int) -> None:
-    """Refuse to go on when the workers would resume from different epochs.
-
-    They would otherwise wait for each other forever. Every worker contributes
-    ``n`` and ``n**2``; the means agree with the local ``n`` only when all ``n`` are
-    equal (their variance is then zero).
-    """
-    import tensorflow as tf
-
-    local = tf.constant([float(epochs_done), float(epochs_done) ** 2])
-
-    @tf.function
-    def mean_over_workers():
-        values = strategy.run(lambda: tf.identity(local))
-        return strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None)
-
-    mean = mean_over_workers().numpy()
-    if abs(mean[1] - mean[0] ** 2) > 1e-3 or abs(mean[0] - epochs_done) > 1e-3:
-        here = f"after epoch {epochs_done}" if epochs_done else "from the start"
-        raise TrainingError(
-            f"the workers would resume from different epochs (this one {here}): give all "
-            "workers the same output folder on a shared file system, so that they resume "
-            "from the chief's checkpoint, or start afresh with --no-resume"
-        )
-
-
-def iterate_batches(dataset, limit: int | None = None) -> Iterator:
-    """Yield at most ``limit`` batches of ``dataset`` (all when ``None``)."""
-    for i, batch in enumerate(dataset):
-        if limit is not None and i >= limit:
-            return
-        yield batch
