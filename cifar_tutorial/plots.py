@@ -624,6 +624,105 @@ def reliability_diagram(
     return fig
 
 
+def corruption_curves(
+    accuracy: Mapping[str, Mapping[str, Sequence[float]]],
+    ncols: int = 3,
+) -> Figure:
+    """Test accuracy against the severity of each corruption, one panel per corruption (chapter 10).
+
+    Parameters
+    ----------
+    accuracy : mapping of str to mapping of str to sequence of float
+        Model name to {corruption name: accuracies at severities 0 (clean) to 5}.
+        At most :data:`MAX_LEGEND` models.
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    Figure
+    """
+    runs = list(accuracy)
+    if not runs or len(runs) > MAX_LEGEND:
+        raise ValueError(f"need 1 to {MAX_LEGEND} models, got {len(runs)}")
+    names = list(accuracy[runs[0]])
+    ncols = max(1, min(ncols, len(names)))
+    nrows = -(-len(names) // ncols)
+    fig = Figure(figsize=(PAGE_WIDTH, 2.3 * nrows + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True)).ravel()
+    for ax, name in zip(axes, names):
+        for j, run in enumerate(runs):
+            values = np.asarray(accuracy[run][name], dtype=float)
+            ax.plot(np.arange(len(values)), values, marker="o", markersize=3,
+                    color=f"C{j}", label=run)
+        ax.set_title(name.replace("_", " "))
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        _integer_ticks(ax)
+    for ax in axes[len(names):]:
+        ax.set_axis_off()
+    for ax in axes[::ncols]:
+        ax.set_ylabel("test accuracy")
+    for ax in axes[(nrows - 1) * ncols:]:
+        ax.set_xlabel("severity")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center",
+               ncols=min(len(runs), 3))
+    return fig
+
+
+def saliency_grid(
+    images: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    titles: Sequence[str] | None = None,
+    size: float = 0.9,
+) -> Figure:
+    """Images in the first row, and each kind of map laid over them in the rows below (chapter 10).
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(n, h, w, 3)`` uint8 or ``[0, 1]`` float images, at most eight.
+    maps : mapping of str to numpy.ndarray
+        Row label to ``(n, h, w)`` maps in ``[0, 1]`` (from
+        :mod:`cifar_tutorial.saliency`), drawn in a heat colour map over the
+        dimmed image.
+    titles : sequence of str, optional
+        One short title per image (9 pt).
+    size : float
+        Inches per image.
+
+    Returns
+    -------
+    Figure
+    """
+    images = np.asarray(images)
+    n = len(images)
+    widest = int((PAGE_WIDTH - 0.8) // size)
+    if n == 0 or n > widest:
+        raise ValueError(f"need 1 to {widest} images, got {n}")
+    rows = ["image", *maps]
+    extra = 0.3 if titles is not None else 0.05
+    fig = Figure(figsize=(n * size + 0.8, len(rows) * (size + 0.05) + extra), layout="constrained")
+    axes = np.asarray(fig.subplots(len(rows), n, squeeze=False))
+    shown = images / 255.0 if images.dtype == np.uint8 else images
+    for r, row in enumerate(rows):
+        for i in range(n):
+            ax = axes[r, i]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == "image":
+                ax.imshow(np.clip(shown[i], 0, 1), interpolation="nearest")
+            else:
+                ax.imshow(np.clip(shown[i], 0, 1).mean(axis=-1), cmap="gray", alpha=0.5,
+                          interpolation="nearest")
+                ax.imshow(maps[row][i], cmap="inferno", vmin=0, vmax=1, alpha=0.6,
+                          interpolation="bilinear")
+            if r == 0 and titles is not None:
+                ax.set_title(titles[i], fontsize=GRID_TITLE_SIZE)
+        axes[r, 0].set_ylabel(row, fontsize=GRID_TITLE_SIZE)
+    return fig
+
+
 def enable_notebook_display(shell=None) -> bool:
     """Let IPython show the figures of this module as PNG images (chapter 1).
 
