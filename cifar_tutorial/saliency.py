@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cifar_tutorial.evaluate import _unit_float  # uint8 / 255, as every prediction does
 from cifar_tutorial.models import outputs_logits
 
 __all__ = [
@@ -104,8 +105,7 @@ def _unit_images(images: np.ndarray) -> tf.Tensor:
     x = np.asarray(images)
     if x.ndim != 4:
         raise ValueError(f"expected a batch of images (n, h, w, c), got shape {x.shape}")
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    return tf.convert_to_tensor(x)
+    return tf.convert_to_tensor(_unit_float(x))
 
 
 def _picked(scores: tf.Tensor, classes: np.ndarray | None) -> tuple[tf.Tensor, np.ndarray]:
