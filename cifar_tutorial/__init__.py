@@ -30,9 +30,10 @@ Each module follows one part of the story, in the order of the chapters:
 - :mod:`cifar_tutorial.recipes` -- the fast recipe of chapter 8,
 - :mod:`cifar_tutorial.distribute` -- ``tf.distribute`` strategies and clusters
   (chapter 9),
-- :mod:`cifar_tutorial.calibration`, :mod:`cifar_tutorial.corruptions` and
-  :mod:`cifar_tutorial.saliency` -- calibration, common corruptions and saliency
-  maps: can we trust the classifier? (chapter 10),
+- :mod:`cifar_tutorial.calibration`, :mod:`cifar_tutorial.corruptions`,
+  :mod:`cifar_tutorial.saliency` and :mod:`cifar_tutorial.export` -- calibration,
+  common corruptions, saliency maps and exported models: can we trust the
+  classifier? (chapter 10),
 - :mod:`cifar_tutorial.cli` -- ``python -m cifar_tutorial train|evaluate``.
 
 Imports go one way: the command line uses the recipes and experiments, which use
