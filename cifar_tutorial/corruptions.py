@@ -27,7 +27,9 @@ a generator seeded by ``seed``: the same call gives the same images.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
@@ -43,6 +45,7 @@ __all__ = [
     "jpeg",
     "pixelate",
     "corrupt",
+    "jpeg_quality",
 ]
 
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -290,3 +293,38 @@ def corrupt(images: np.ndarray, corruption: str, severity: int, seed: int = 0) -
         "pixelate": pixelate,
     }[corruption]
     return apply(images, value)
+
+
+@cache
+def _pillow_tables(quality: int) -> dict[int, tuple[int, ...]]:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as encoded:
+        return {k: tuple(v) for k, v in encoded.quantization.items()}
+
+
+def jpeg_quality(path: str | os.PathLike) -> int | None:
+    """The quality a JPEG file was saved at, if it used the standard (libjpeg, Pillow) tables (chapter 10).
+
+    A JPEG file stores the quantization tables its encoder used; libjpeg, and
+    Pillow with it, scales two standard tables by the quality. Comparing the
+    file's tables with Pillow's at every quality from 1 to 100 finds the one that
+    made them. Other encoders may use other tables; then there is no answer.
+
+    Parameters
+    ----------
+    path : path
+        An image file.
+
+    Returns
+    -------
+    int or None
+        The quality, or None for a file that is not a JPEG or whose tables are
+        not the standard ones.
+    """
+    with Image.open(path) as image:
+        if image.format != "JPEG":
+            return None
+        tables = {k: tuple(v) for k, v in image.quantization.items()}
+    return next((q for q in range(1, 101) if _pillow_tables(q) == tables), None)

@@ -126,3 +126,15 @@ def test_corruption_curves_fit_the_page() -> None:
     np.testing.assert_array_equal(ticks, np.round(ticks))
     with pytest.raises(ValueError):
         plots.corruption_curves({})
+
+
+def test_jpeg_quality_is_read_back(tmp_path) -> None:
+    image = Image.fromarray(_photos(1)[0])
+    for quality in (20, 75, 93):
+        image.save(tmp_path / f"q{quality}.jpg", quality=quality)
+        assert corruptions.jpeg_quality(tmp_path / f"q{quality}.jpg") == quality
+    image.save(tmp_path / "lossless.png")
+    assert corruptions.jpeg_quality(tmp_path / "lossless.png") is None
+    custom = {0: [1] * 64, 1: [2] * 64}                  # tables no quality of libjpeg's makes
+    image.save(tmp_path / "custom.jpg", qtables=custom)
+    assert corruptions.jpeg_quality(tmp_path / "custom.jpg") is None
