@@ -23,12 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-from cifar_tutorial import cli
-from tests.fixtures import make_image_folder
-from tests.test_reliability import BAD_FOLDERS, _closed_port, _fresh
+from cifar_tutorial import cli, sources
+from tests.fixtures import BAD_FOLDERS, closed_port, fresh_folder, make_image_folder
 
 DELAY = 0.3
 """Seconds each training batch waits in the slowed runs, so that an epoch lasts
@@ -101,10 +101,6 @@ class Run:
 
     def weights(self) -> list[np.ndarray]:
         """The weights of the saved ``model.keras``."""
-        import keras
-
-        from cifar_tutorial import models  # noqa: F401 - registers the custom layer
-
         return keras.models.load_model(self.out / "model.keras").get_weights()
 
 
@@ -171,6 +167,7 @@ def runs(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ru
 # --------------------------------------------------------------------------- interruption
 
 
+@pytest.mark.slow  # the module's real processes train for about half a minute
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(runs: dict[str, Run]) -> None:
     stopped = runs["interrupted"]
     assert stopped.returncode == cli.EXIT_INTERRUPTED, stopped
@@ -180,6 +177,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(runs: dict[str, Run]) -> No
     assert not stopped.had_model
 
 
+@pytest.mark.slow  # the module's real processes train for about half a minute
 def test_sigkill_mid_epoch_then_rerun_resumes_and_matches(runs: dict[str, Run]) -> None:
     killed, resumed, a = runs["killed"], runs["resumed"], runs["a"]
     assert "Resuming after epoch 1" in killed.stdout, killed
@@ -195,6 +193,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches(runs: dict[str, Run]) 
         assert np.array_equal(x, y)
 
 
+@pytest.mark.slow  # the module's real processes train for about half a minute
 def test_outputs_leave_no_temporary_files(runs: dict[str, Run]) -> None:
     for name in ("a", "resumed"):
         out = runs[name].out
@@ -229,6 +228,7 @@ def test_ctrl_c_after_training_does_not_claim_nothing_ran(
 # --------------------------------------------------------------------------- reproducibility
 
 
+@pytest.mark.slow  # the module's real processes train for about half a minute
 def test_same_seed_gives_bit_identical_runs(runs: dict[str, Run]) -> None:
     a, b = runs["a"], runs["b"]
     assert a.returncode == 0 and b.returncode == 0, (a, b)
@@ -249,6 +249,7 @@ def _one_error(stderr: str) -> str:
     return errors[0]
 
 
+@pytest.mark.slow  # the module's real processes train for about half a minute
 def test_missing_data_folder_in_a_real_process(runs: dict[str, Run]) -> None:
     run = runs["missing"]
     assert run.returncode == cli.EXIT_BAD_INPUT, run
@@ -274,7 +275,7 @@ def _nothing_written(out: Path) -> None:
 @pytest.mark.parametrize("case", BAD_FOLDERS)
 def test_bad_data_folder_exits_2_with_one_error(tmp_path: Path, case: str, capsys) -> None:
     breaker, fragments = BAD_FOLDERS[case]
-    data_dir = breaker(_fresh(tmp_path))
+    data_dir = breaker(fresh_folder(tmp_path))
     code, err = _main(["train", "--data-dir", data_dir, "--out", tmp_path / "out", "--epochs", 1], capsys)
     assert code == cli.EXIT_BAD_INPUT
     line = _one_error(err)
@@ -339,9 +340,7 @@ def test_exploding_loss_exits_3_and_names_the_epoch(folder: Path, tmp_path: Path
 def test_offline_tfds_exits_2_in_seconds(tmp_path: Path, monkeypatch, capsys) -> None:
     import tensorflow_datasets  # noqa: F401 - import time is not what we measure
 
-    from cifar_tutorial import data
-
-    monkeypatch.setattr(data, "TFDS_HOST", ("127.0.0.1", _closed_port()))
+    monkeypatch.setattr(sources, "TFDS_HOST", ("127.0.0.1", closed_port()))
     out = tmp_path / "out"
     start = time.perf_counter()
     code, err = _main(["train", "--source", "tfds", "--tfds-data-dir", tmp_path / "tfds",
@@ -351,3 +350,49 @@ def test_offline_tfds_exits_2_in_seconds(tmp_path: Path, monkeypatch, capsys) ->
     assert "cannot be reached" in _one_error(err)
     assert "CIFAR10_DIR" in err  # how to get the data instead
     _nothing_written(out)
+
+
+# --------------------------------------------------------------------------- evaluate and fast
+
+
+@pytest.mark.slow  # the module's real processes train for about half a minute
+def test_evaluate_scores_a_saved_model_with_tta(runs: dict[str, Run], folder: Path, tmp_path: Path,
+                                                capsys) -> None:
+    model = runs["a"].out / "model.keras"
+    results = {}
+    for tta in ([], ["--tta"], ["--tta", "flip_shift"]):
+        out = tmp_path / f"out{len(tta)}"
+        code, err = _main(["evaluate", "--model-path", model, "--data-dir", folder,
+                           "--out", out, *tta], capsys)
+        assert code == 0, err
+        metrics = json.loads((out / "metrics.json").read_text())
+        results[metrics["tta"]] = metrics["test_accuracy"]
+    assert list(results) == ["none", "flip", "flip_shift"]
+    trained = json.loads((runs["a"].out / "metrics.json").read_text())
+    assert results["none"] == trained["test_accuracy"]  # the same model, the same images
+
+
+def test_fast_recipe_through_the_command_line(folder: Path, tmp_path: Path, capsys) -> None:
+    code, err = _main(["train", "--model", "fast", "--epochs", "1", "--batch-size", "30",
+                       "--data-dir", folder, "--out", tmp_path, "--quiet"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["model"] == "fast" and metrics["epochs_trained"] == 1
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["summary"]["steps"] == 70 // 30 and len(history["records"]) == 1
+    reloaded = keras.models.load_model(tmp_path / "model.keras")  # safe mode: no lambdas
+    assert reloaded.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0).shape == (1, 10)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(["--strategy", "mirrored"], "takes no --strategy or --scale-lr"),
+     (["--scale-lr"], "takes no --strategy or --scale-lr")],
+)
+def test_fast_recipe_refuses_what_it_does_not_use(folder: Path, tmp_path: Path, args: list[str],
+                                                  fragment: str, capsys) -> None:
+    code, err = _main(["train", "--model", "fast", *args, "--data-dir", folder,
+                       "--out", tmp_path], capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert fragment in _one_error(err)
+    _nothing_written(tmp_path)

@@ -1,14 +1,13 @@
-"""Loading CIFAR-10 (chapter 4): folder and TFDS sources, splits, pipelines."""
+"""CIFAR-10 in memory and as tf.data pipelines (chapter 4): cifar_tutorial.data."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cifar_tutorial import data
+from cifar_tutorial import data, runtime
 
 
 def test_folder_arrays(tiny_data) -> None:
@@ -19,6 +18,11 @@ def test_folder_arrays(tiny_data) -> None:
         assert x.shape[1:] == (32, 32, 3) and x.dtype == np.uint8
         assert y.dtype == np.int32 and set(np.unique(y)) <= set(range(10))
     assert "image folder" in tiny_data.source
+    assert tiny_data.summary() == (
+        f"CIFAR-10 from {tiny_data.source}: train 90, val 30, test 40"
+    )
+    with pytest.raises(ValueError, match="split must be"):
+        tiny_data.arrays("holdout")
 
 
 def test_labels_follow_folders(tiny_folder: Path) -> None:
@@ -35,8 +39,10 @@ def test_validation_split_is_stratified_and_seeded() -> None:
     y = np.repeat(np.arange(10), 100)
     x = np.arange(1000)
     xt, yt, xv, yv = data.split_validation(x, y, 0.1, seed=3)
-    assert len(xv) == 100 and np.all(np.bincount(yv) == 10)
+    np.testing.assert_array_equal(data.class_counts(yv), [10] * 10)
+    np.testing.assert_array_equal(data.class_counts(yt), [90] * 10)
     assert set(xt).isdisjoint(xv) and len(xt) + len(xv) == 1000
+    assert np.all(np.diff(xt) > 0) and np.all(np.diff(xv) > 0)  # original order kept
     again = data.split_validation(x, y, 0.1, seed=3)
     np.testing.assert_array_equal(again[2], xv)
     other = data.split_validation(x, y, 0.1, seed=4)
@@ -47,6 +53,13 @@ def test_env_variable_selects_folder(tiny_folder: Path, monkeypatch) -> None:
     monkeypatch.setenv(data.ENV_DIR, str(tiny_folder))
     d = data.load_cifar10(val_fraction=0)
     assert d.sizes()["train"] == 120 and "image folder" in d.source
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"source must be 'auto', 'folder' or 'tfds'"):
+        data.load_cifar10("internet")
+    with pytest.raises(ValueError, match=r"val_fraction must lie in \[0, 1\)"):
+        data.load_cifar10("folder", "x", val_fraction=1.0)
 
 
 def test_dataset_scales_and_batches(tiny_data) -> None:
@@ -61,6 +74,8 @@ def test_dataset_scales_and_batches(tiny_data) -> None:
     xs, ys = next(iter(first.as_numpy_iterator()))
     np.testing.assert_allclose(xs, tiny_data.x_test / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ys, tiny_data.y_test)
+    with pytest.raises(ValueError, match="label_mode"):
+        tiny_data.dataset("train", label_mode="soft")
 
 
 def test_shuffle_order_depends_on_seed_only(tiny_data) -> None:
@@ -81,41 +96,26 @@ def test_augmentation_is_seeded_and_keeps_shape(tiny_data) -> None:
     assert not np.array_equal(a, plain)
 
 
-def test_subset_and_smoke_mode(tiny_data, monkeypatch) -> None:
-    small = tiny_data.subset(train=7, val=3, test=5)
-    assert small.sizes() == {"train": 7, "val": 3, "test": 5}
-    monkeypatch.setenv("CIFAR_TUTORIAL_SMOKE", "1")
-    assert tiny_data.limit_in_smoke_mode(train=4, val=2, test=3).sizes() == {"train": 4, "val": 2, "test": 3}
-    monkeypatch.setenv("CIFAR_TUTORIAL_SMOKE", "0")
-    assert tiny_data.limit_in_smoke_mode(train=4) is tiny_data
+@pytest.mark.parametrize(
+    ("smoke", "quick", "sizes"),
+    [("1", "", {"train": 7, "val": 3, "test": 5}),
+     ("", "1", {"train": 9, "val": 4, "test": 6}),
+     ("", "", {"train": 90, "val": 30, "test": 40})],
+)
+def test_for_run_mode_keeps_the_sizes_of_the_mode(tiny_data, monkeypatch, smoke, quick, sizes) -> None:
+    monkeypatch.setenv(runtime.SMOKE_ENV, smoke)
+    monkeypatch.setenv(runtime.QUICK_ENV, quick)
+    kept = tiny_data.for_run_mode(smoke=(7, 3, 5), quick=(9, 4, 6))
+    assert kept.sizes() == sizes
+    np.testing.assert_array_equal(kept.x_train, tiny_data.x_train[: sizes["train"]])
+    if not smoke and not quick:
+        assert kept is tiny_data
 
 
 def test_class_counts() -> None:
     np.testing.assert_array_equal(data.class_counts([0, 0, 2], 4), [2, 0, 1, 0])
-
-
-def test_tfds_source_with_mock_data(tmp_path: Path) -> None:
-    """The TFDS path, run on TFDS's own offline mock data."""
-    import tensorflow_datasets as tfds
-
-    with tfds.testing.mock_data(num_examples=24):
-        (x_tr, y_tr), (x_te, y_te), names = data.read_tfds(tmp_path, download=False)
-    assert x_tr.shape == (24, 32, 32, 3) and x_tr.dtype == np.uint8
-    assert x_te.shape == (24, 32, 32, 3) and y_te.dtype == np.int32
-    assert len(names) == 10
-
-
-def test_tfds_offline_fails_fast(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data, "TFDS_HOST", ("192.0.2.1", 9))  # TEST-NET-1: never routed
-    start = time.perf_counter()
-    with pytest.raises(data.DataError, match="CIFAR10_DIR"):
-        data.load_cifar10("tfds", tfds_data_dir=tmp_path, network_timeout=1.0)
-    assert time.perf_counter() - start < 10
-
-
-def test_tfds_not_prepared_without_download(tmp_path: Path) -> None:
-    with pytest.raises(data.DataError, match="not prepared"):
-        data.load_cifar10("tfds", tfds_data_dir=tmp_path, download=False)
+    np.testing.assert_array_equal(data.class_counts(np.array([0, 0, 2, 9])),
+                                  [2, 0, 1, 0, 0, 0, 0, 0, 0, 1])
 
 
 @pytest.mark.real_data

@@ -1,8 +1,9 @@
-"""Distributed training (chapter 9): several replicas compute what one device computes.
+"""Distribution strategies and clusters (chapter 9): cifar_tutorial.distribute.
 
-- ``MirroredStrategy`` on two logical CPU devices, with both training loops, ends with
-  the weights of single-device training on the same data (a subprocess, because the
-  CPU must be split before TensorFlow sets up its devices);
+- the CPU split into two logical devices gives ``MirroredStrategy`` two replicas (a
+  subprocess, because the CPU must be split before TensorFlow sets up its devices);
+  that they compute what one device computes is tested with
+  :func:`cifar_tutorial.experiments.compare_with_one_device`, in ``test_experiments.py``;
 - two ``MultiWorkerMirroredStrategy`` workers on 127.0.0.1, started through the
   command line, finish with equal weights, and only the chief writes files.
 
@@ -16,89 +17,45 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import tensorflow as tf
 
-from cifar_tutorial import distribute
+from cifar_tutorial import distribute, models, runtime
 from tests.fixtures import make_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBPROCESS_TIMEOUT_S = 240  # generous: the 2 cores are shared with other jobs
 
-# Agreement asked of the two runs, as a share of the largest change training made to
-# any weight: max |w_replicas - w_one| <= RELATIVE_TOLERANCE * max |w_one - w_start|.
-# Summing two half-batch gradients instead of one full-batch gradient only reorders
-# float32 additions: that costs about 1e-6 of the update here (measured 1e-6 to 2e-6
-# over 5 SGD steps). A bug in the averaging shows at the scale of the update itself:
-# a loss summed instead of averaged over replicas doubles each step (relative
-# difference of order 1), and a last, unevenly split batch averaged per replica
-# (what compute_average_loss does without the global count, and what Keras' fit
-# does) moved the weights by 0.19 of the update. 1e-4 sits two orders of magnitude
-# above the rounding and three below the smallest bug. SGD is used because Adam
-# divides a wrong gradient scale out and would hide it.
-RELATIVE_TOLERANCE = 1e-4
+SPLIT_SCRIPT = """
+import json
+from cifar_tutorial import distribute
 
-COMPARE_SCRIPT = """
-import json, sys
-from cifar_tutorial import distribute, runtime
-
-devices = distribute.split_cpu(2)  # before anything else touches TensorFlow's devices
-runtime.set_seed(0)
-import numpy as np
-from cifar_tutorial.data import CLASS_NAMES, CifarData
-
-def synthetic(n):
-    rng = np.random.default_rng(0)
-    y = (np.arange(n) % 10).astype(np.int32)
-    x = np.clip(rng.normal(100 + 12 * y[:, None, None, None], 40, (n, 32, 32, 3)), 0, 255)
-    empty_x, empty_y = np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int32)
-    return CifarData(x.astype(np.uint8), y, empty_x, empty_y, x[:10].astype(np.uint8),
-                     y[:10], CLASS_NAMES, "synthetic")
-
-out = {"devices": devices}
-# fit: 72 images in batches of 16 end with a batch of 8, split 4 + 4.
-# custom: 69 images end with a batch of 5, split 3 + 2 between the replicas.
-for loop, n in (("fit", 72), ("custom", 69)):
-    c = distribute.compare_with_one_device(synthetic(n), loop=loop, batch_size=16,
-                                           learning_rate=0.05)
-    out[loop] = {**c.__dict__, "relative_difference": c.relative_difference}
+out = {"devices": distribute.split_cpu(2)}  # before anything touches TensorFlow's devices
 try:
     distribute.split_cpu(3)
 except RuntimeError as err:
     out["late_split"] = str(err)
 out["same_split_again"] = distribute.split_cpu(2)
+strategy = distribute.make_strategy("mirrored")
+out["replicas"] = strategy.num_replicas_in_sync
+out["multi_worker"] = distribute.is_multi_worker(strategy)
 print("RESULT " + json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def mirrored_runs() -> dict:
-    """Run the single-device versus two-replica comparison once, in a fresh process."""
+def test_split_cpu_gives_logical_devices_and_refuses_late_changes() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run(
-        [sys.executable, "-c", COMPARE_SCRIPT], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=SUBPROCESS_TIMEOUT_S,
-    )
+    proc = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(lines[-1].removeprefix("RESULT "))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("loop", ["fit", "custom"])
-def test_two_replicas_match_one_device(mirrored_runs: dict, loop: str) -> None:
-    run = mirrored_runs[loop]
-    assert len(mirrored_runs["devices"]) == 2
-    assert run["replicas"] == 2 and run["steps"] == 5
-    assert run["max_update"] > 1e-3, "training must have moved the weights"
-    assert run["relative_difference"] < RELATIVE_TOLERANCE, run
-    assert run["loss_replicas"] == pytest.approx(run["loss_one"], abs=1e-5)
-
-
-@pytest.mark.slow
-def test_split_cpu_refuses_late_changes(mirrored_runs: dict) -> None:
-    assert "call split_cpu before any other TensorFlow work" in mirrored_runs["late_split"]
-    assert mirrored_runs["same_split_again"] == mirrored_runs["devices"]
+    out = json.loads(lines[-1].removeprefix("RESULT "))
+    assert len(out["devices"]) == 2 and all("CPU" in d for d in out["devices"])
+    assert "call split_cpu before any other TensorFlow work" in out["late_split"]
+    assert out["same_split_again"] == out["devices"]
+    assert out["replicas"] == 2 and out["multi_worker"] is False
 
 
 @pytest.mark.slow
@@ -158,3 +115,61 @@ def test_multiworker_needs_tf_config(monkeypatch: pytest.MonkeyPatch) -> None:
         distribute.make_strategy("multiworker")
     with pytest.raises(ValueError, match="unknown strategy"):
         distribute.make_strategy("parameter-server")
+
+
+class _Resolver:
+    """Just what ``is_chief`` reads of a ``tf.distribute`` cluster resolver."""
+
+    def __init__(self, spec: dict, task_type: str, task_id: int) -> None:
+        self._spec, self.task_type, self.task_id = spec, task_type, task_id
+
+    def cluster_spec(self):
+        return SimpleNamespace(as_dict=lambda: self._spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "task", "chief"),
+    [
+        ({"worker": ["a:1", "b:1"]}, ("worker", 0), True),
+        ({"worker": ["a:1", "b:1"]}, ("worker", 1), False),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, ("worker", 0), False),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, ("chief", 0), True),
+        ({}, ("worker", 3), True),
+    ],
+)
+def test_is_chief(spec: dict, task: tuple[str, int], chief: bool) -> None:
+    strategy = SimpleNamespace(cluster_resolver=_Resolver(spec, *task))
+    assert distribute.is_chief(strategy) is chief
+
+
+def test_one_process_is_chief_and_no_cluster() -> None:
+    default = tf.distribute.get_strategy()
+    assert distribute.is_chief(None) and distribute.is_chief(default)
+    assert distribute.is_multi_worker(default) is False
+    assert distribute.make_strategy("default") is default
+
+
+def test_shard_by_data_sets_the_policy() -> None:
+    ds = distribute.shard_by_data(tf.data.Dataset.range(4))
+    policy = ds.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert list(ds.as_numpy_iterator()) == [0, 1, 2, 3]
+
+
+def test_worker_summary_reads_digests() -> None:
+    results = [distribute.WorkerResult(0, 0, "...\nWeights digest 0123456789ab\n"),
+               distribute.WorkerResult(1, 1, "Traceback ...")]
+    assert distribute.worker_summary(results) == {
+        "returncodes": [0, 1], "digests": ["0123456789ab", None]}
+
+
+def test_weights_digest_tells_weights_apart() -> None:
+    runtime.set_seed(0)
+    a = models.seed_cnn()
+    b = models.seed_cnn()
+    assert len(distribute.weights_digest(a)) == 12
+    assert distribute.weights_digest(a) != distribute.weights_digest(b)
+    b.set_weights(a.get_weights())
+    assert distribute.weights_digest(a) == distribute.weights_digest(b)
+    copy = distribute.local_copy(a)
+    assert copy is not a and distribute.weights_digest(copy) == distribute.weights_digest(a)

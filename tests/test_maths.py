@@ -9,6 +9,8 @@ import pytest
 from cifar_tutorial import maths
 
 Z = np.array([[2.0, 1.0, 0.1], [-1.0, 0.5, 3.0], [0.0, 0.0, 0.0]])
+SCORES = np.array([[2.0, -1.0, 0.5, 3.0], [-0.5, 1.5, -2.0, 0.25], [0.1, 0.2, 0.3, 0.4]])
+LABELS = np.array([2, 1, 0])
 
 
 def test_softmax_by_hand() -> None:
@@ -117,6 +119,53 @@ def test_from_logits_survives_extreme_scores() -> None:
     with np.errstate(over="ignore"):
         naive = np.float32(np.exp(np.float32(0)) / np.sum(np.exp(logits.astype(np.float32))))
     assert naive == 0.0  # the probability underflows, its log would be -inf
+    # In float32 the probability of the third class is exactly 0: only clipping saves -log q.
+    z = np.array([[50.0, 0.0, -100.0]])
+    assert maths.crossentropy_from_logits([2], z)[0] == pytest.approx(150.0)
+    q32 = maths.softmax(z).astype(np.float32)
+    assert q32[0, 2] == 0.0
+    assert maths.sparse_categorical_crossentropy([2], q32)[0] == pytest.approx(-np.log(1e-7))
+    assert np.isinf(maths.sparse_categorical_crossentropy([2], q32, epsilon=0)[0])
+
+
+def test_crossentropy_worked_example_of_chapter_2() -> None:
+    q = np.array([0.7, 0.2, 0.1])
+    assert maths.categorical_crossentropy(maths.one_hot(0, 3), q) == pytest.approx(-np.log(0.7))
+    soft = np.array([0.5, 0.5, 0.0])
+    h = maths.categorical_crossentropy(soft, q)
+    entropy = maths.categorical_crossentropy(soft, soft, epsilon=0)
+    kl = np.sum(soft[:2] * np.log(soft[:2] / q[:2]))
+    assert h == pytest.approx(entropy + kl)  # cross-entropy = entropy + KL divergence
+    assert entropy == pytest.approx(np.log(2))
+
+
+def test_logsumexp_by_hand_and_without_overflow() -> None:
+    np.testing.assert_allclose(maths.logsumexp([0.0, 0.0]), np.log(2))
+    np.testing.assert_allclose(maths.logsumexp(Z), np.log(np.exp(Z).sum(axis=-1)), rtol=1e-12)
+    np.testing.assert_allclose(maths.logsumexp([1000.0, 1000.0]), 1000 + np.log(2))
+    np.testing.assert_allclose(maths.logsumexp(Z.T, axis=0), maths.logsumexp(Z), rtol=1e-12)
+
+
+def test_logsumexp_of_a_row_of_minus_infinity_is_minus_infinity() -> None:
+    """As scipy.special.logsumexp: log(0 + 0) = -inf, not NaN, and no warning."""
+    rows = np.array([[-np.inf, -np.inf, -np.inf], [-np.inf, 0.0, 0.0], [np.inf, 0.0, 1.0]])
+    with np.errstate(all="raise"):
+        out = maths.logsumexp(rows)
+    assert out[0] == -np.inf
+    assert out[1] == pytest.approx(np.log(2))
+    assert out[2] == np.inf
+    assert np.isneginf(maths.logsumexp([-np.inf]))
+
+
+def test_crossentropy_from_logits_at_minus_infinity() -> None:
+    # The true class at -inf has probability 0: infinite loss. A row that is all -inf
+    # is no distribution at all: NaN, as scipy.special.log_softmax gives.
+    z = np.array([[-np.inf, 0.0, 1.0], [-np.inf, 0.0, 1.0], [-np.inf, -np.inf, -np.inf]])
+    with np.errstate(all="raise"):
+        loss = maths.crossentropy_from_logits([0, 2, 1], z)
+    assert loss[0] == np.inf
+    assert loss[1] == pytest.approx(np.log(1 + np.e) - 1)
+    assert np.isnan(loss[2])
 
 
 def test_shape_mismatch_is_refused() -> None:
@@ -124,3 +173,54 @@ def test_shape_mismatch_is_refused() -> None:
         maths.categorical_crossentropy(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="do not match"):
         maths.sparse_categorical_crossentropy(np.array([0, 1]), np.ones((3, 4)) / 4)
+
+
+# --------------------------------------------------------------------------- Keras on heads
+
+
+def test_keras_probability_crossentropy_matches_sparse_keras_on_l2_outputs() -> None:
+    q = maths.l2_normalize(SCORES)
+    assert not maths.is_distribution(q)
+    theirs = keras.losses.SparseCategoricalCrossentropy(reduction=None)(
+        LABELS, q.astype("float32")
+    )
+    ours = maths.keras_probability_crossentropy(LABELS, q, sparse=True)
+    np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(theirs), rtol=1e-5)
+    # Not -log q[label]: Keras clips, then divides by the sum.
+    naive = -np.log(q[np.arange(3), LABELS])
+    assert not np.allclose(ours, naive, rtol=1e-3)
+
+
+def test_keras_probability_crossentropy_matches_categorical_keras_on_l2_outputs() -> None:
+    q = maths.l2_normalize(SCORES)
+    theirs = keras.losses.CategoricalCrossentropy(reduction=None)(
+        maths.one_hot(LABELS, 4).astype("float32"), q.astype("float32")
+    )
+    ours = maths.keras_probability_crossentropy(LABELS, q, sparse=False)
+    np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(theirs), rtol=1e-5)
+    # The two Keras losses disagree on vectors that are not distributions ...
+    assert not np.allclose(ours, maths.keras_probability_crossentropy(LABELS, q), rtol=1e-3)
+
+
+def test_keras_probability_crossentropy_is_plain_crossentropy_on_distributions() -> None:
+    p = maths.softmax(SCORES)
+    expected = maths.sparse_categorical_crossentropy(LABELS, p)
+    for sparse in (True, False):
+        np.testing.assert_allclose(
+            maths.keras_probability_crossentropy(LABELS, p, sparse=sparse), expected, rtol=1e-9
+        )
+
+
+def test_keras_probability_crossentropy_rescales_unnormalized_outputs() -> None:
+    # Halving every output changes nothing: only the shares count.
+    q = np.array([[0.2, 0.6, 0.2]])
+    np.testing.assert_allclose(
+        maths.keras_probability_crossentropy([1], q / 2), -np.log([0.6]), rtol=1e-9
+    )
+
+
+def test_keras_probability_crossentropy_takes_one_vector_and_one_label() -> None:
+    q = maths.l2_normalize(SCORES[0])
+    one = maths.keras_probability_crossentropy(2, q)
+    assert one.shape == ()
+    np.testing.assert_allclose(one, maths.keras_probability_crossentropy(LABELS[:1], q[None])[0])

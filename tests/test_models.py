@@ -1,4 +1,4 @@
-"""Models of chapters 3, 6 and 8."""
+"""The networks of chapters 3, 6 and 8: cifar_tutorial.models."""
 
 from __future__ import annotations
 
@@ -46,11 +46,28 @@ def test_heads(head: str) -> None:
     assert maths.is_distribution(out, atol=1e-5) == (head in ("softmax", "softmax_base", "l1_relu"))
 
 
-def test_unknown_names_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown output head"):
-        models.OutputNormalization("sigmoid")
-    with pytest.raises(ValueError, match="unknown model"):
-        models.build_model("resnet1000")
+@pytest.mark.parametrize(
+    ("build", "fragment"),
+    [
+        (lambda: models.build_model("resnet1000"), "unknown model 'resnet1000'; choose one of seed"),
+        (lambda: models.build_model("fast"), "unknown model 'fast'"),
+        (lambda: models.build_model("seed", head="sigmoid"), "unknown output head 'sigmoid'; choose one of"),
+        (lambda: models.build_model("vgg_bn", head="nope"), "unknown output head 'nope'"),
+        (lambda: models.OutputNormalization("softmax_base", base=1.0), "base must be positive and not 1"),
+        (lambda: models.build_fast_net(precision="float16"), "unknown precision"),
+    ],
+)
+def test_bad_names_are_refused(build, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        build()
+    assert fragment in str(info.value)
+
+
+def test_build_model_by_name() -> None:
+    assert models.build_model("seed").layers[-1].kind == "softmax"
+    assert models.build_model("seed", head="l2").layers[-1].kind == "l2"
+    vgg = models.build_model("vgg_bn", widths=(4, 8, 8))
+    assert vgg.name == "vgg_bn" and vgg.layers[-1].kind == "logits"
 
 
 def test_outputs_logits() -> None:
@@ -73,3 +90,59 @@ def test_vgg_bn_shapes() -> None:
     model = models.vgg_bn(widths=(8, 16, 32), dropout=0.1)
     assert model.output_shape == (None, 10)
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+
+
+@pytest.mark.parametrize("momentum", [0.99, 0.9])
+def test_vgg_bn_sets_the_batch_norm_momentum(momentum: float) -> None:
+    net = models.vgg_bn(widths=(4, 8, 8), bn_momentum=momentum)
+    norms = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 6 and all(n.momentum == momentum for n in norms)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization)
+                   for layer in models.vgg_bn(widths=(4, 8, 8), batch_norm=False).layers)
+
+
+def test_layer_table_lists_every_layer_and_the_total() -> None:
+    model = models.seed_cnn()
+    lines = models.layer_table(model).splitlines()
+    assert lines[0].split()[:2] == ["layer", "output"]
+    assert len(lines) == len(model.layers) + 4  # header, two rules, total
+    assert lines[-1].split() == ["total", f"{model.count_params():,}"]
+    assert "(None, 30, 30, 64)" in lines[2] and lines[2].rstrip().endswith("1,792")
+
+
+# --------------------------------------------------------------------------- fast net
+
+
+def test_whitening_filters_whiten_patches() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(200, 8, 8, 3), dtype=np.uint8)
+    kernel, eigenvalues = models.whitening_filters(images, patch_size=2, eps=0.0)
+    assert kernel.shape == (2, 2, 3, 24)
+    assert np.all(np.diff(eigenvalues) <= 1e-6)  # largest first
+    # Projected on the first 12 filters, patches have unit variance and no correlation.
+    x = (images.astype(np.float32) - models.CIFAR10_MEAN) / models.CIFAR10_STD
+    patches = np.stack([x[:, i:7 + i, j:7 + j, :] for i in range(2) for j in range(2)], axis=3)
+    patches = patches.reshape(-1, 12).astype(np.float64)
+    patches -= patches.mean(axis=0)
+    white = patches @ kernel.reshape(12, 24)[:, :12]
+    np.testing.assert_allclose(np.cov(white, rowvar=False, bias=True), np.eye(12), atol=1e-3)
+    np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])
+
+
+def test_fast_net_shapes_and_frozen_whitening() -> None:
+    kernel, _ = models.whitening_filters(np.zeros((4, 32, 32, 3), np.uint8) + np.arange(
+        32, dtype=np.uint8)[None, :, None, None])
+    model = models.build_fast_net((8, 16, 16), whiten_kernel=kernel, precision="float32", seed=0)
+    out = model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
+    assert out.shape == (2, 10) and out.dtype == np.float32
+    whiten = model.get_layer("whiten")
+    np.testing.assert_array_equal(whiten.kernel.numpy(), kernel)
+    assert not whiten.kernel.trainable and whiten.bias.trainable
+
+
+def test_fast_net_saves_and_loads(tmp_path) -> None:
+    model = models.build_fast_net((8, 16, 16), precision="float32", seed=0, gelu_approximate=True)
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    model.save(tmp_path / "fast.keras")
+    loaded = keras.models.load_model(tmp_path / "fast.keras")  # safe mode: no lambdas
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)

@@ -1,18 +1,37 @@
-"""Training with fit and with the GradientTape loop (chapters 6 and 7)."""
+"""Training with fit and with the GradientTape loop (chapters 6 and 7): cifar_tutorial.train.
+
+Failures come as the package's own exceptions, with a message naming the problem and
+the fix, before any work is wasted: bad arguments and unwritable folders are refused
+before the first step, and a loss that turns NaN stops training with the last good
+weights kept. The command line's side of the same promises is tested in
+``test_cli.py``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from cifar_tutorial import models, runtime, train
+from cifar_tutorial import data, models, runtime, train
 
 
 def _model(head: str = "softmax", lr: float = 3e-3, label_mode: str = "sparse") -> keras.Model:
     return train.compile_model(models.seed_cnn(head=head), learning_rate=lr, label_mode=label_mode)
+
+
+@pytest.fixture(scope="module")
+def small_data() -> data.CifarData:
+    """40 training and 10 validation images built in memory (no files)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(60, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(60, dtype=np.int32) % 10
+    return data.CifarData(x[:40], y[:40], x[40:50], y[40:50], x[50:], y[50:], data.CLASS_NAMES, "memory")
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +48,7 @@ def test_fit_learns_the_synthetic_classes(fitted, tiny_data) -> None:
     assert set(history.keys) >= {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
     assert history["loss"][-1] < history["loss"][0]
     assert history.last("accuracy") > 0.3  # chance is 0.1
+    assert not history.stopped_early and history.summary == {}
 
 
 def test_fit_and_custom_loop_agree(tiny_data) -> None:
@@ -74,61 +94,115 @@ def test_checkpoint_of_another_run_is_refused(tiny_data, tmp_path) -> None:
         train.train(_model(), tiny_data, epochs=1, batch_size=8, out_dir=tmp_path, verbose=0)
 
 
-def test_early_stopping_restores_best(tiny_data) -> None:
+def test_early_stopping_stops_and_restores_the_best_weights(tiny_data) -> None:
+    # Validation labels that are all wrong: the better the net learns the training
+    # classes, the higher its validation loss, so training must stop early.
+    wrong = dataclasses.replace(tiny_data, y_val=(tiny_data.y_val + 1) % 10)
     runtime.set_seed(0)
-    model = _model(lr=0.05)  # too high: validation loss soon stops improving
-    h = train.train(model, tiny_data, epochs=15, batch_size=16, early_stopping=2, verbose=0)
-    if h.stopped_early:
-        assert len(h) < 15
-        best = int(np.argmin(h["val_loss"]))
-        assert len(h) - 1 - best == 2
-
-
-def test_bad_arguments_are_refused(tiny_data) -> None:
-    with pytest.raises(ValueError, match="epochs"):
-        train.train(_model(), tiny_data, epochs=0)
-    with pytest.raises(ValueError, match="larger than the training set"):
-        train.train(_model(), tiny_data, epochs=1, batch_size=10_000)
-    with pytest.raises(ValueError, match="loop"):
-        train.train(_model(), tiny_data, epochs=1, loop="magic")
-    with pytest.raises(ValueError, match="not compiled"):
-        train.train(models.seed_cnn(), tiny_data, epochs=1)
-    with pytest.raises(ValueError, match="label smoothing"):
-        train.compile_model(models.seed_cnn(), label_smoothing=0.1)
-
-
-def test_plain_keras_and_package_train_alike(tiny_data) -> None:
-    """Chapter 6: keras.Sequential + compile + fit is models.seed_cnn + train.train."""
-    runtime.set_seed(3)
-    plain = keras.Sequential([
-        keras.Input(shape=(32, 32, 3)),
-        keras.layers.Conv2D(64, 3, activation="relu"),
-        keras.layers.MaxPooling2D(pool_size=3),
-        keras.layers.Conv2D(64, 3, activation="relu"),
-        keras.layers.MaxPooling2D(pool_size=3),
-        keras.layers.Flatten(),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    plain.compile(optimizer=keras.optimizers.Adam(1e-4),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    logs = plain.fit(tiny_data.dataset("train", 16, seed=3),
-                     validation_data=tiny_data.dataset("val", 16),
-                     epochs=1, shuffle=False, verbose=0).history
-    runtime.set_seed(3)
-    package = train.compile_model(models.seed_cnn(), learning_rate=1e-4)
-    history = train.train(package, tiny_data, epochs=1, batch_size=16, seed=3, verbose=0)
-
-    def configs(model: keras.Model) -> list:
-        return [(type(layer).__name__, {k: v for k, v in layer.get_config().items() if k != "name"})
-                for layer in model.layers]
-
-    ours, theirs = configs(plain), configs(package)
-    assert ours[:-1] == theirs[:-2]  # all but the last Dense layer
-    assert {**ours[-1][1], "activation": "linear"} == theirs[-2][1]
-    assert ours[-1][1]["activation"] == "softmax" and package.layers[-1].kind == "softmax"
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        assert logs[key] == [history.records[0][key]], key
-    for a, b in zip(plain.get_weights(), package.get_weights(), strict=True):
+    model = _model(lr=3e-3)
+    h = train.train(model, wrong, epochs=15, batch_size=16, early_stopping=2, verbose=0)
+    assert h.stopped_early and len(h) < 15
+    best = int(np.argmin(h["val_loss"])) + 1
+    assert len(h) == best + 2  # patience 2: two epochs without a better val_loss
+    # The model holds the best epoch's weights: those of a run that ends there.
+    runtime.set_seed(0)
+    short = _model(lr=3e-3)
+    train.train(short, wrong, epochs=best, batch_size=16, verbose=0)
+    for a, b in zip(model.get_weights(), short.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"epochs": -3}, "epochs must be a positive integer"),
+        ({"epochs": 1.5}, "epochs must be a positive integer"),
+        ({"epochs": 1, "batch_size": 0}, "batch_size must be a positive integer"),
+        ({"epochs": 1, "batch_size": 41}, "larger than the training set (40 images)"),
+        ({"epochs": 1, "loop": "magic"}, "loop must be 'fit' or 'custom'"),
+    ],
+)
+def test_train_refuses_bad_arguments_before_training(
+    small_data, tmp_path: Path, kwargs: dict, fragment: str
+) -> None:
+    runtime.set_seed(0)
+    model = _model()
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError) as info:
+        train.train(model, small_data, out_dir=tmp_path / "out", verbose=0, **kwargs)
+    assert fragment in str(info.value)
+    assert not (tmp_path / "out" / train.CHECKPOINT_DIR).exists()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_train_needs_a_compiled_model(small_data) -> None:
+    with pytest.raises(ValueError, match="not compiled: call compile_model first"):
+        train.train(models.seed_cnn(), small_data, epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("build", "fragment"),
+    [
+        (lambda: train.compile_model(models.seed_cnn(), label_smoothing=0.1), "label smoothing"),
+        (lambda: train.compile_model(models.seed_cnn(), label_mode="soft"), "label_mode"),
+        (lambda: train.compile_model(models.seed_cnn(), learning_rate=0), "learning_rate must be positive"),
+        (lambda: train.compile_model(models.seed_cnn(), optimizer="adagrad"), "choose adam, adamw or sgd"),
+    ],
+)
+def test_bad_compile_settings_are_refused(build, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        build()
+    assert fragment in str(info.value)
+
+
+def test_train_refuses_an_unwritable_output_folder_before_training(small_data, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a regular file")
+    runtime.set_seed(0)
+    model = _model()
+    before = [w.copy() for w in model.get_weights()]
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as info:
+        train.train(model, small_data, epochs=50, batch_size=8, out_dir=tmp_path / "file" / "out", verbose=0)
+    assert "cannot write to output folder" in str(info.value) and "file" in str(info.value)
+    assert time.perf_counter() - start < 5  # nothing trained
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_data, tmp_path: Path, loop: str) -> None:
+    out = tmp_path / "out"
+    runtime.set_seed(0)
+    model = _model(lr=1e-3)
+    train.train(model, small_data, epochs=1, batch_size=8, loop=loop, out_dir=out, verbose=0)
+    good = [w.copy() for w in model.get_weights()]
+
+    train.compile_model(model, learning_rate=1e3)  # far too high: the loss explodes
+    with pytest.raises(train.TrainingDiverged) as info:
+        train.train(model, small_data, epochs=4, batch_size=8, loop=loop, out_dir=out, verbose=0)
+    message = str(info.value)
+    assert info.value.epoch == 2
+    assert "epoch 2" in message and "learning rate (1000)" in message and "10x smaller" in message
+    assert "epoch 1" in message and str(out / train.CHECKPOINT_DIR) in message
+
+    state = json.loads((out / train.CHECKPOINT_DIR / "state.json").read_text())
+    assert state["epochs_done"] == 1 and len(state["history"]["records"]) == 1
+    for a, b in zip(good, model.get_weights()):  # the model holds the last good weights again
+        np.testing.assert_array_equal(a, b)
+    fresh = models.seed_cnn()
+    fresh.load_weights(out / train.CHECKPOINT_DIR / state["weights"], skip_mismatch=True)
+    for a, b in zip(good, fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.isfinite(w).all() for w in fresh.get_weights())
+
+
+def test_nan_in_the_first_epoch_says_nothing_was_kept(small_data, tmp_path: Path) -> None:
+    runtime.set_seed(0)
+    model = _model(lr=1e3)
+    with pytest.raises(train.TrainingDiverged) as info:
+        train.train(model, small_data, epochs=2, batch_size=8, out_dir=tmp_path / "out", verbose=0)
+    assert info.value.epoch == 1
+    assert "epoch 1" in str(info.value) and "No epoch had finished" in str(info.value)
+    assert not (tmp_path / "out" / train.CHECKPOINT_DIR / "state.json").exists()

@@ -1,4 +1,4 @@
-"""Evaluation (chapter 6) and the figures."""
+"""The figures of the book: cifar_tutorial.plots."""
 
 from __future__ import annotations
 
@@ -9,29 +9,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from cifar_tutorial import evaluate, plots
-from cifar_tutorial.train import History
-
-
-def test_confusion_matrix_by_hand() -> None:
-    cm = evaluate.confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
-    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
-
-
-def test_evaluation_metrics_and_worst_mistakes() -> None:
-    probs = np.array([
-        [0.9, 0.1, 0.0],   # true 0, right
-        [0.2, 0.7, 0.1],   # true 0, wrong with 0.7
-        [0.0, 0.05, 0.95], # true 1, wrong with 0.95
-        [0.1, 0.1, 0.8],   # true 2, right
-    ])
-    ev = evaluate.Evaluation(np.array([0, 0, 1, 2]), probs.argmax(1), probs, ("a", "b", "c"))
-    assert ev.accuracy == 0.5
-    assert ev.per_class_accuracy == {"a": 0.5, "b": 0.0, "c": 1.0}
-    np.testing.assert_array_equal(ev.worst_mistakes(5), [2, 1])
-    assert np.isclose(ev.loss, -np.mean(np.log([0.9, 0.2, 0.05, 0.8])))
-    d = ev.to_dict()
-    assert d["accuracy"] == 0.5 and d["confusion_matrix"][1][2] == 1
+from cifar_tutorial import data, plots
+from cifar_tutorial.records import History
 
 
 def _history(epochs: int = 3, scale: float = 1.0) -> History:
@@ -39,15 +18,6 @@ def _history(epochs: int = 3, scale: float = 1.0) -> History:
     return History([{"epoch": e, "loss": scale * 2.0 / e, "accuracy": 0.1 * e / scale,
                      "val_loss": scale * 2.1 / e, "val_accuracy": 0.09 * e / scale,
                      "lr": 1e-3, "seconds": 1.0} for e in range(1, epochs + 1)])
-
-
-def test_history_roundtrip(tmp_path) -> None:
-    h = _history()
-    json_path, csv_path = h.save(tmp_path)
-    assert History.from_dict(__import__("json").loads(json_path.read_text())) == h
-    lines = csv_path.read_text().splitlines()
-    assert lines[0].split(",")[:3] == ["epoch", "loss", "accuracy"] and len(lines) == 4
-    assert h["accuracy"] == [0.1, 0.2, pytest.approx(0.3)]
 
 
 def test_figures_are_returned() -> None:
@@ -304,3 +274,78 @@ def test_edge_cases_of_the_command_line_figures() -> None:
         plots.training_curves({})
     with pytest.raises(ValueError, match="no images"):
         plots.mistakes(np.zeros((0, 32, 32, 3)), [], [], [], CLASS_NAMES)
+
+
+# --------------------------------------------------------------------------- chapters' figures
+
+
+def _fake_shell():
+    from IPython.core.formatters import DisplayFormatter
+
+    return SimpleNamespace(display_formatter=DisplayFormatter())
+
+
+def test_enable_notebook_display_shows_figures_as_png():
+    pytest.importorskip("IPython")
+    shell = _fake_shell()
+    fig = plots.class_balance([1, 2, 3], ["a", "b", "c"])
+    before, _ = shell.display_formatter.format(fig)
+    assert "image/png" not in before
+    assert plots.enable_notebook_display(shell)
+    after, _ = shell.display_formatter.format(fig)
+    width, height = (round(v) for v in fig.get_size_inches() * fig.dpi)
+    assert after["text/plain"] == f"<Figure size {width}x{height} with 1 Axes>"
+    assert base64.b64decode(after["image/png"]).startswith(b"\x89PNG")
+
+
+def test_enable_notebook_display_keeps_an_existing_formatter():
+    pytest.importorskip("IPython")
+    shell = _fake_shell()
+    png = shell.display_formatter.formatters["image/png"]
+    png.for_type(Figure, lambda fig: "mine")
+    assert plots.enable_notebook_display(shell)
+    assert png.lookup_by_type(Figure)(Figure()) == "mine"
+
+
+def test_enable_notebook_display_without_ipython_shell():
+    # Outside IPython (plain pytest) there is nothing to configure.
+    assert plots.enable_notebook_display() is False
+
+
+def test_class_balance_has_one_bar_per_class_and_split():
+    counts = data.class_counts(np.array([0, 0, 2, 9]))
+    fig = plots.class_balance({"train": counts, "test": counts}, data.CLASS_NAMES)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 2 * 10
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "test"]
+
+
+def test_gradient_norms_figure() -> None:
+    fig = plots.gradient_norms({"a": [0.5, 2.0, 1.0], "b": [0.4, 0.3, 3.0]}, clip_norm=1.5,
+                               title="norms")
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log"
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "a" in labels and "b" in labels and "clip norm 1.5" in labels
+    # One marker set per run for the steps above the threshold.
+    markers = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert [len(m.get_xdata()) for m in markers] == [1, 1]
+
+
+def test_gradient_norms_accepts_one_sequence_without_threshold() -> None:
+    fig = plots.gradient_norms([1.0, 0.5, 0.25])
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["gradient norm"]
+
+
+def test_temperature_curves_with_class_names_and_labels() -> None:
+    z = np.array([1.0, 2.0, 3.0])
+    fig = plots.temperature_curves(z, [2.0, 1.0], class_names=["a", "b", "c"],
+                                   labels=["base e^0.5", "base e"])
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base e^0.5", "base e"]
+    default = plots.temperature_curves(z, [1 / np.log(10.0)]).axes[0]
+    assert default.get_legend().get_texts()[0].get_text() == "T = 0.434"
+    with pytest.raises(ValueError, match="labels"):
+        plots.temperature_curves(z, [1.0, 2.0], labels=["one"])

@@ -1,23 +1,27 @@
-"""Tests of the helpers behind chapter 8 ("Going further"): cifar_tutorial.experiments."""
+"""Timed runs, tables, grid search and comparisons (chapters 8 and 9): cifar_tutorial.experiments."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cifar_tutorial import experiments, models, train
+from cifar_tutorial import experiments, models, recipes, train
+from cifar_tutorial.records import History
+from tests.fixtures import history_records, synthetic_data
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBPROCESS_TIMEOUT_S = 240  # generous: the 2 cores are shared with other jobs
 
 
-def _history(train_acc, val_acc, val_loss, seconds=1.0) -> train.History:
-    records = [
-        {"epoch": i + 1, "loss": 1.0, "accuracy": a, "val_loss": vl, "val_accuracy": va,
-         "lr": 1e-3, "seconds": seconds}
-        for i, (a, va, vl) in enumerate(zip(train_acc, val_acc, val_loss))
-    ]
-    return train.History(records=records)
+def _history(train_acc, val_acc, val_loss, seconds=1.0) -> History:
+    return History(history_records(train_acc, val_acc, val_loss, seconds))
 
 
 def test_text_table_aligns_and_marks_missing_values() -> None:
@@ -125,10 +129,87 @@ def test_read_bench_results_tolerates_missing_keys(tmp_path) -> None:
     assert rows[0]["curve_min"] == [] and rows[0]["curve_acc"] == [] and rows[0]["cores"] is None
 
 
-@pytest.mark.parametrize("momentum", [0.99, 0.9])
-def test_vgg_bn_sets_the_batch_norm_momentum(momentum: float) -> None:
-    net = models.vgg_bn(widths=(4, 8, 8), bn_momentum=momentum)
-    norms = [layer for layer in net.layers if type(layer).__name__ == "BatchNormalization"]
-    assert len(norms) == 6 and all(n.momentum == momentum for n in norms)
-    assert not any(type(layer).__name__ == "BatchNormalization"
-                   for layer in models.vgg_bn(widths=(4, 8, 8), batch_norm=False).layers)
+def test_read_bench_results_of_a_history(tmp_path) -> None:
+    """Files written since train_fast returns a History read like the first recorded ones."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(48, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(48) % 10
+    hyp = recipes.FastHyperparameters(epochs=2, batch_size=16, widths=(8, 8, 8))
+    _, history = recipes.train_fast(x, y, x[:16], y[:16], hyp, precision="float32",
+                                    tta="flip_shift", verbose=0)
+    path = tmp_path / "fast_recipe_seed3.json"
+    path.write_text(json.dumps({"args": {"seed": 3}, "history": history.to_dict(),
+                                "cpu_count": 2}))
+    (row,), missing = experiments.read_bench_results([path])
+    summary = history.summary
+    assert missing == [] and row["seed"] == 3 and row["epochs"] == 2
+    assert row["train_min"] == pytest.approx(summary["train_seconds"] / 60)
+    assert row["images_per_s"] == summary["images_per_s"] and row["params"] == summary["params"]
+    assert [row["test_acc"], row["test_acc_tta"], row["test_acc_tta2"]] == list(
+        summary["accuracy"].values())
+    assert row["curve_acc"] == history["val_accuracy"]
+    assert row["curve_min"] == pytest.approx([s / 60 for s in history["elapsed_seconds"]])
+    assert row["cores"] == pytest.approx(np.mean(history["cpu_per_wall"]))
+
+
+def test_throughput_counts_training_images_per_second() -> None:
+    speed = experiments.throughput(synthetic_data(64), batch_size=32, epochs=2, model="seed")
+    assert 10 < speed < 1e6
+    with pytest.raises(ValueError, match="at least 2"):
+        experiments.throughput(synthetic_data(64), epochs=1)
+
+
+# The agreement asked of one device and two replicas, as a share of the largest change
+# training made to any weight: max |w_replicas - w_one| <= RELATIVE_TOLERANCE *
+# max |w_one - w_start|. Summing two half-batch gradients instead of one full-batch
+# gradient only reorders float32 additions: that costs about 1e-6 of the update here
+# (measured 1e-6 to 2e-6 over 5 SGD steps). A bug in the averaging shows at the scale
+# of the update itself: a loss summed instead of averaged over replicas doubles each
+# step (relative difference of order 1), and a last, unevenly split batch averaged per
+# replica (what compute_average_loss does without the global count, and what Keras' fit
+# does) moved the weights by 0.19 of the update. 1e-4 sits two orders of magnitude
+# above the rounding and three below the smallest bug. SGD is used because Adam
+# divides a wrong gradient scale out and would hide it.
+RELATIVE_TOLERANCE = 1e-4
+
+COMPARE_SCRIPT = """
+import json
+from cifar_tutorial import distribute, experiments, runtime
+from tests.fixtures import synthetic_data
+
+devices = distribute.split_cpu(2)  # before anything else touches TensorFlow's devices
+runtime.set_seed(0)
+out = {"devices": devices}
+# fit: 72 images in batches of 16 end with a batch of 8, split 4 + 4.
+# custom: 69 images end with a batch of 5, split 3 + 2 between the replicas.
+for loop, n in (("fit", 72), ("custom", 69)):
+    c = experiments.compare_with_one_device(synthetic_data(n), loop=loop, batch_size=16,
+                                            learning_rate=0.05)
+    out[loop] = {**c.__dict__, "relative_difference": c.relative_difference}
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def mirrored_runs() -> dict:
+    """Run the single-device versus two-replica comparison once, in a fresh process
+    (the CPU must be split before TensorFlow sets up its devices)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", COMPARE_SCRIPT], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=SUBPROCESS_TIMEOUT_S,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_two_replicas_match_one_device(mirrored_runs: dict, loop: str) -> None:
+    run = mirrored_runs[loop]
+    assert len(mirrored_runs["devices"]) == 2
+    assert run["replicas"] == 2 and run["steps"] == 5
+    assert run["max_update"] > 1e-3, "training must have moved the weights"
+    assert run["relative_difference"] < RELATIVE_TOLERANCE, run
+    assert run["loss_replicas"] == pytest.approx(run["loss_one"], abs=1e-5)

@@ -1,0 +1,139 @@
+"""Reading CIFAR-10 from an image folder or TFDS (chapter 4): cifar_tutorial.sources.
+
+Every failure must come as one :class:`~cifar_tutorial.sources.DataError` whose
+message names the problem and the fix, never as an error from deep inside Pillow or
+TensorFlow, and offline TFDS must fail in seconds, not after minutes of retries.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_tutorial import data, sources
+from tests.fixtures import BAD_FOLDERS, closed_port, fresh_folder, make_image_folder
+
+
+@pytest.mark.parametrize("case", BAD_FOLDERS)
+def test_bad_folder_gives_one_clear_data_error(tmp_path: Path, case: str) -> None:
+    breaker, fragments = BAD_FOLDERS[case]
+    data_dir = breaker(fresh_folder(tmp_path))
+    with pytest.raises(sources.DataError) as info:
+        data.load_cifar10(source="folder", data_dir=data_dir)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{case}: {fragment!r} missing from {message!r}"
+    # no chained error from inside Pillow or TensorFlow is shown under ours
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__ or info.value.__context__ is None
+
+
+def test_hidden_files_and_folders_are_ignored(tmp_path: Path) -> None:
+    """``.DS_Store``, macOS ``._x.jpg`` copies and hidden folders neither fail nor shift labels."""
+    clean = make_image_folder(tmp_path / "clean", 2, 1, fmt="png")
+    messy = make_image_folder(tmp_path / "messy", 2, 1, fmt="png")
+    (messy / ".DS_Store").write_bytes(b"junk")
+    (messy / "train" / ".DS_Store").write_bytes(b"junk")
+    (messy / "train" / "cat" / ".DS_Store").write_bytes(b"junk")
+    (messy / "train" / "cat" / "._0000.png").write_bytes(b"\0\5\26\7 AppleDouble junk")
+    for hidden in (messy / "train" / ".ipynb_checkpoints" / "x", messy / "test" / ".Trash" / "y"):
+        hidden.mkdir(parents=True)
+        (hidden / "0.png").write_bytes(b"not a png")
+    a = sources.read_image_folder(clean)
+    b = sources.read_image_folder(messy)
+    for (xa, ya), (xb, yb) in zip(a[:2], b[:2]):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert set(np.unique(b[0][1])) == set(range(10))
+
+
+def test_reading_matches_tfds_image_folder(tmp_path: Path) -> None:
+    """Same pixels, labels and order as ``tfds.ImageFolder`` (the book's stored results)."""
+    import tensorflow_datasets as tfds
+
+    root = make_image_folder(tmp_path / "cifar", 3, 2)
+    (x_tr, y_tr), (x_te, y_te), names = sources.read_image_folder(root)
+    assert tuple(names) == sources.CLASS_NAMES
+    builder = tfds.ImageFolder(str(root))
+    for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        xs, ys = zip(*ds.as_numpy_iterator())
+        np.testing.assert_array_equal(np.stack(xs), x)
+        np.testing.assert_array_equal(np.array(ys), y)
+
+
+def test_check_image_folder_reads_headers_only_when_asked(tmp_path: Path) -> None:
+    root = fresh_folder(tmp_path)
+    (root / "train" / "cat" / "0000.jpg").write_bytes(b"not a jpeg")
+    assert sources.check_image_folder(root) == sorted(sources.CLASS_NAMES)  # names only
+    with pytest.raises(sources.DataError, match="cannot be read as an image"):
+        sources.check_image_folder(root, headers=True)
+
+
+def test_tfds_source_with_mock_data(tmp_path: Path) -> None:
+    """The TFDS path, run on TFDS's own offline mock data."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        (x_tr, y_tr), (x_te, y_te), names = sources.read_tfds(tmp_path, download=False)
+    assert x_tr.shape == (24, 32, 32, 3) and x_tr.dtype == np.uint8
+    assert x_te.shape == (24, 32, 32, 3) and y_te.dtype == np.int32
+    assert len(names) == 10
+
+
+def test_tfds_not_prepared_without_download(tmp_path: Path) -> None:
+    with pytest.raises(sources.DataError, match="not prepared"):
+        data.load_cifar10("tfds", tfds_data_dir=tmp_path, download=False)
+
+
+@pytest.mark.parametrize("host", ["closed port", "TEST-NET"])
+def test_tfds_offline_fails_in_seconds(tmp_path: Path, monkeypatch, host: str) -> None:
+    import tensorflow_datasets  # noqa: F401 - import time is not what we measure
+
+    address = ("127.0.0.1", closed_port()) if host == "closed port" else ("192.0.2.1", 443)
+    monkeypatch.setattr(sources, "TFDS_HOST", address)
+    start = time.perf_counter()
+    with pytest.raises(sources.DataError) as info:
+        data.load_cifar10(source="tfds", tfds_data_dir=tmp_path / "tfds", network_timeout=1.0)
+    assert time.perf_counter() - start < 10
+    message = str(info.value)
+    assert address[0] in message and "cannot be reached" in message
+    assert "CIFAR10_DIR" in message and "downloads/manual" in message  # how to get the data
+    with pytest.raises(sources.DataError, match="CIFAR10_DIR"):
+        sources.read_tfds(tmp_path / "tfds", network_timeout=1.0)
+
+
+def test_network_probe_gives_up_on_a_hanging_lookup(monkeypatch) -> None:
+    """A name lookup that hangs (offline DNS) costs the timeout, not the lookup's minutes."""
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    start = time.perf_counter()
+    assert sources.network_reachable(("cifar.invalid", 443), timeout=0.5) is False
+    assert time.perf_counter() - start < 3
+
+
+def test_network_probe_finds_a_listening_port() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert sources.network_reachable(server.getsockname(), timeout=2.0) is True
+    assert sources.network_reachable(("127.0.0.1", closed_port()), timeout=2.0) is False
+
+
+def test_hanging_probe_does_not_keep_the_process_alive() -> None:
+    """The probe's thread must not be joined at exit (a thread pool's would be)."""
+    code = (
+        "import socket, time\n"
+        "socket.create_connection = lambda *a, **k: time.sleep(60)\n"
+        "from cifar_tutorial.sources import network_reachable\n"
+        "print(network_reachable(('cifar.invalid', 443), timeout=0.5))\n"
+    )
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
+    assert time.perf_counter() - start < 20
