@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -40,6 +42,7 @@ __all__ = [
     "Runner",
     "export_saved_model",
     "SavedModelRunner",
+    "float32_copy",
     "convert_to_tflite",
     "TFLiteRunner",
     "keras_runner",
@@ -123,13 +126,55 @@ class SavedModelRunner:
         return np.asarray(self._loaded.serve(tf.constant(images, dtype=tf.float32)))
 
 
+def _float32_config(config: Any) -> Any:
+    """``config`` with every layer's dtype policy replaced by plain float32."""
+    if isinstance(config, dict):
+        return {k: "float32" if k == "dtype" and _is_policy(v) else _float32_config(v)
+                for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(v) for v in config]
+    return config
+
+
+def _is_policy(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy")
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same model computing in float32 throughout (chapter 10).
+
+    The fast recipe trains under ``mixed_bfloat16`` where the CPU supports it
+    (chapter 8): its weights are float32, but most layers compute in bfloat16,
+    which TensorFlow Lite's converter does not accept. The copy is rebuilt from
+    the model's configuration with float32 layers and given the same weights; a
+    float32 model comes back as an equal copy.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model built from configurable layers (every model of the book).
+
+    Returns
+    -------
+    keras.Model
+        A new model with the same weights.
+    """
+    copy = model.__class__.from_config(_float32_config(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def convert_to_tflite(
-    saved_model: str | os.PathLike,
+    model: keras.Model | str | os.PathLike,
     path: str | os.PathLike,
     quantization: str = "float32",
     calibration_images: np.ndarray | None = None,
 ) -> Path:
-    """Convert a SavedModel to a TensorFlow Lite file (chapter 10).
+    """Convert a Keras model, or a SavedModel, to a TensorFlow Lite file (chapter 10).
+
+    A Keras model is first made float32 (:func:`float32_copy`) and written as a
+    SavedModel in a temporary folder with ``model.export()``; the converter reads
+    the SavedModel in either case.
 
     ``"int8"`` is full-integer post-training quantization: the converter runs the
     float model on ``calibration_images`` (training images, never test ones) to
@@ -139,8 +184,9 @@ def convert_to_tflite(
 
     Parameters
     ----------
-    saved_model : path
-        A folder written by :func:`export_saved_model`.
+    model : keras.Model or path
+        The trained model, or a folder written by :func:`export_saved_model` from
+        a float32 model.
     path : path
         The ``.tflite`` file to write.
     quantization : {"float32", "int8"}
@@ -157,11 +203,16 @@ def convert_to_tflite(
     Raises
     ------
     ValueError
-        For an unknown quantization, or ``"int8"`` without calibration images.
+        For an unknown quantization, ``"int8"`` without calibration images, or a
+        SavedModel the converter refuses (one that computes in bfloat16).
     """
+    if isinstance(model, keras.Model):
+        with tempfile.TemporaryDirectory() as folder:
+            saved = export_saved_model(float32_copy(model), Path(folder) / "saved_model")
+            return convert_to_tflite(saved, path, quantization, calibration_images)
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(model))
     if quantization == "int8":
         if calibration_images is None or len(calibration_images) == 0:
             raise ValueError("int8 quantization needs calibration_images: pass a few hundred "
@@ -175,8 +226,13 @@ def convert_to_tflite(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with _quiet_stderr():
-        content = converter.convert()
+    try:
+        with _quiet_stderr():
+            content = converter.convert()
+    except Exception as error:  # the converter raises its own ConverterError
+        raise ValueError(f"TensorFlow Lite cannot convert {Path(model).name}: "
+                         f"{str(error).splitlines()[0][:200]}; pass the Keras model "
+                         "instead (it is converted to float32 first)") from None
     path = Path(path)
     path.write_bytes(content)
     return path

@@ -81,13 +81,31 @@ def test_bad_arguments(exported, tmp_path: Path) -> None:
         export.convert_to_tflite(saved, tmp_path / "m.tflite", "int4")
 
 
+def test_a_bfloat16_model_converts_through_a_float32_copy(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
+    net = recipes.with_unit_input(models.build_fast_net(widths=(8, 16, 16), seed=0,
+                                                        precision="mixed_bfloat16"))
+    x, _ = _square_images(32)
+    copy = export.float32_copy(net)
+    assert {layer.dtype_policy.name for layer in copy.layers[-1].layers} == {"float32"}
+    for a, b in zip(net.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    expected = copy.predict(x / 255.0, verbose=0)
+    # bfloat16 keeps about three significant digits
+    np.testing.assert_allclose(net.predict(x / 255.0, verbose=0), expected, atol=0.05)
+    saved = export.export_saved_model(net, tmp_path / "saved")      # serving takes bfloat16
+    with pytest.raises(ValueError, match="pass the Keras model"):
+        export.convert_to_tflite(saved, tmp_path / "refused.tflite")
+    tflite = export.convert_to_tflite(net, tmp_path / "float32.tflite")
+    np.testing.assert_allclose(export.predict(export.TFLiteRunner(tflite), x), expected, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_the_fast_net_converts_to_int8(tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
     net = recipes.with_unit_input(models.build_fast_net(widths=(8, 16, 16), seed=0))
     x, _ = _square_images(64)
-    saved = export.export_saved_model(net, tmp_path / "saved")
-    int8 = export.convert_to_tflite(saved, tmp_path / "int8.tflite", "int8", calibration_images=x)
+    int8 = export.convert_to_tflite(net, tmp_path / "int8.tflite", "int8", calibration_images=x)
     expected = net.predict(x / 255.0, verbose=0)
     got = export.predict(export.TFLiteRunner(int8), x)
     assert got.shape == expected.shape
