@@ -146,9 +146,9 @@ def describe_run(full_minutes: float) -> str:
         )
     if mode == "quick":
         return (
-            f"Quick run: about 2 minutes on 2 CPU cores (the full run takes {length});\n"
-            "numbers will differ from the book's. Unset "
-            f"{QUICK_ENV} for the full run."
+            "Quick run: a subset, at most about 2 minutes on 2 CPU cores;\n"
+            f"the full run takes {length}. Numbers will differ from the book's.\n"
+            f"Unset {QUICK_ENV} for the full run."
         )
     return "Test run: a few hundred images for a step or two."
 
