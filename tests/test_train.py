@@ -206,3 +206,40 @@ def test_nan_in_the_first_epoch_says_nothing_was_kept(small_data, tmp_path: Path
     assert info.value.epoch == 1
     assert "epoch 1" in str(info.value) and "No epoch had finished" in str(info.value)
     assert not (tmp_path / "out" / train.CHECKPOINT_DIR / "state.json").exists()
+
+
+def test_plain_keras_and_package_train_alike(tiny_data) -> None:
+    """Chapter 6: keras.Sequential + compile + fit is models.seed_cnn + train.train."""
+    runtime.set_seed(3)
+    plain = keras.Sequential([
+        keras.Input(shape=(32, 32, 3)),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=3),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=3),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    plain.compile(optimizer=keras.optimizers.Adam(1e-4),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    logs = plain.fit(tiny_data.dataset("train", 16, seed=3),
+                     validation_data=tiny_data.dataset("val", 16),
+                     epochs=1, shuffle=False, verbose=0).history
+    runtime.set_seed(3)
+    package = train.compile_model(models.seed_cnn(), learning_rate=1e-4)
+    history = train.train(package, tiny_data, epochs=1, batch_size=16, seed=3, verbose=0)
+
+    def configs(model: keras.Model) -> list:
+        return [(type(layer).__name__, {k: v for k, v in layer.get_config().items() if k != "name"})
+                for layer in model.layers]
+
+    ours, theirs = configs(plain), configs(package)
+    assert ours[:-1] == theirs[:-2]  # all but the last Dense layer
+    assert {**ours[-1][1], "activation": "linear"} == theirs[-2][1]
+    assert ours[-1][1]["activation"] == "softmax" and package.layers[-1].kind == "softmax"
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert logs[key] == [history.records[0][key]], key
+    for a, b in zip(plain.get_weights(), package.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
