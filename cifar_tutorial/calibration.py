@@ -200,8 +200,8 @@ def fit_temperature(
     logits: ArrayLike,
     labels: ArrayLike,
     *,
-    low: float = 0.05,
-    high: float = 20.0,
+    low: float = 1e-3,
+    high: float = 1e3,
     tolerance: float = 1e-6,
 ) -> float:
     """The temperature ``T > 0`` that minimises the mean NLL of ``softmax(logits / T)`` (chapter 10).
@@ -220,7 +220,8 @@ def fit_temperature(
     labels : array_like of int
         ``(n,)`` their true classes.
     low, high : float
-        The search interval for ``T``.
+        The search interval for ``T``: wide, since a barely trained network
+        (logits near zero) needs a small ``T``.
     tolerance : float
         Width of the final interval, in ``log T``.
 
