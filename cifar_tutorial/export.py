@@ -100,8 +100,14 @@ def export_saved_model(model: keras.Model, directory: str | os.PathLike) -> Path
         ``directory``.
     """
     directory = Path(directory)
-    with _quiet_stderr():
-        model.export(str(directory), format="tf_saved_model", verbose=False)
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # no "Assets written to <folder>" notice
+    try:
+        with _quiet_stderr():
+            model.export(str(directory), format="tf_saved_model", verbose=False)
+    finally:
+        logger.setLevel(level)
     return directory
 
 
