@@ -97,9 +97,9 @@ class CifarData:
         return {s: len(self.arrays(s)[1]) for s in ("train", "val", "test")}
 
     def summary(self) -> str:
-        """One line: the source and the split sizes."""
+        """Two short lines: where the images come from, and the split sizes."""
         sizes = ", ".join(f"{k} {v:,}" for k, v in self.sizes().items())
-        return f"CIFAR-10 from {self.source}: {sizes}"
+        return f"CIFAR-10 from {self.source}:\n{sizes}"
 
     def subset(
         self, train: int | None = None, val: int | None = None, test: int | None = None
@@ -319,7 +319,7 @@ def load_cifar10(
                 + HOW_TO_GET_DATA
             )
         (x_tr, y_tr), (x_te, y_te), names = read_image_folder(folder)
-        described = "an image folder (JPEG files are a lossy re-encoding of CIFAR-10)"
+        described = "an image folder (JPEG files, a lossy copy of CIFAR-10)"
         if not any(Path(folder).glob("train/*/*.jp*g")):
             described = "an image folder"
     else:

@@ -19,7 +19,7 @@ def test_folder_arrays(tiny_data) -> None:
         assert y.dtype == np.int32 and set(np.unique(y)) <= set(range(10))
     assert "image folder" in tiny_data.source
     assert tiny_data.summary() == (
-        f"CIFAR-10 from {tiny_data.source}: train 90, val 30, test 40"
+        f"CIFAR-10 from {tiny_data.source}:\ntrain 90, val 30, test 40"
     )
     with pytest.raises(ValueError, match="split must be"):
         tiny_data.arrays("holdout")
