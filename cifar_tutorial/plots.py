@@ -566,8 +566,9 @@ def reliability_diagram(
     """Accuracy against confidence, per confidence bin, one panel per model (chapter 10).
 
     Each bar spans its bin and rises to the bin's accuracy; the diagonal is
-    perfect calibration. The shaded band runs from the bar's top to the bin's
-    mean confidence: its gap, above the bar where the model is over-confident.
+    perfect calibration. The hatched band runs from the bar's top to the bin's
+    mean confidence: its gap, above the bar where the model is over-confident,
+    inside it where the model is under-confident.
     Under each panel, the share of the images in each bin: the bins that weigh
     most in the ECE.
 
@@ -607,7 +608,8 @@ def reliability_diagram(
                edgecolor="white", label="accuracy")
         low = np.minimum(accuracy, confidence)
         ax.bar(edges[:-1][full], (np.abs(confidence - accuracy))[full], width[full],
-               bottom=low[full], align="edge", color="C3", alpha=0.35, label="gap")
+               bottom=low[full], align="edge", fill=False, hatch="////",
+               edgecolor="C3", linewidth=0.8, label="gap")
         ax.plot([0, 1], [0, 1], color="black", linestyle=":", label="calibrated")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
