@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -234,9 +235,14 @@ def fit_temperature(
     Raises
     ------
     ValueError
-        If the inputs do not match, the NLL is not finite, or the minimum lies
-        at an end of ``[low, high]`` (widen the interval; a validation set the
-        model gets entirely right pushes ``T`` towards 0).
+        If the inputs do not match or the NLL is not finite.
+
+    Warns
+    -----
+    UserWarning
+        If the minimum lies at an end of ``[low, high]``, which is returned (a
+        validation set the model gets entirely right pushes ``T`` towards 0; a
+        network at chance level has no best temperature to speak of).
     """
     if not 0 < low < high:
         raise ValueError(f"need 0 < low < high, got low={low}, high={high}")
@@ -261,6 +267,8 @@ def fit_temperature(
             fd = nll(d)
     log_t = (a + b) / 2
     if log_t - math.log(low) < 10 * tolerance or math.log(high) - log_t < 10 * tolerance:
-        raise ValueError(f"the best temperature lies at the end of [{low}, {high}]: "
-                         "widen low/high, or check that the validation logits hold mistakes")
+        warnings.warn(f"the best temperature lies at the end of [{low}, {high}]: the "
+                      "logits carry almost no information (an untrained network) or the "
+                      "model makes no mistakes on them; widen low/high to search further",
+                      stacklevel=2)
     return math.exp(log_t)
