@@ -39,6 +39,7 @@ __all__ = [
     "text_table",
     "run_summary",
     "RUN_COLUMNS",
+    "RUN_HEADERS",
     "runs_table",
     "grid_search",
     "read_bench_results",
@@ -130,7 +131,11 @@ def run_experiment(
     return Experiment(model, history, time.perf_counter() - start)
 
 
-def text_table(rows: Sequence[Mapping[str, Any]], formats: Mapping[str, str]) -> str:
+def text_table(
+    rows: Sequence[Mapping[str, Any]],
+    formats: Mapping[str, str],
+    headers: Mapping[str, str] | None = None,
+) -> str:
     """Format rows as a fixed-width text table (chapter 8).
 
     Parameters
@@ -140,11 +145,15 @@ def text_table(rows: Sequence[Mapping[str, Any]], formats: Mapping[str, str]) ->
     formats : mapping of str to str
         Column name to format spec (``".4f"``, ``"d"``, ``""``), in column order.
         The first column is left-aligned, the others right-aligned.
+    headers : mapping of str to str, optional
+        Column name to the header shown instead of the name. A header with a
+        newline takes two lines (or more), so that its column need be no wider
+        than its values; shorter headers sit on the last header line.
 
     Returns
     -------
     str
-        A header, a rule and one line per row.
+        The header lines, a rule and one line per row.
     """
     def cell(value: Any, spec: str) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -152,16 +161,20 @@ def text_table(rows: Sequence[Mapping[str, Any]], formats: Mapping[str, str]) ->
         return format(value, spec)
 
     names = list(formats)
+    heads = [(headers or {}).get(n, n).split("\n") for n in names]
+    depth = max(len(h) for h in heads)
+    heads = [[""] * (depth - len(h)) + h for h in heads]
     body = [[cell(row.get(n), formats[n]) for n in names] for row in rows]
-    widths = [max([len(n), *(len(r[i]) for r in body)]) for i, n in enumerate(names)]
+    widths = [max([*map(len, heads[i]), *(len(r[i]) for r in body)]) for i in range(len(names))]
 
     def line(values: Sequence[str]) -> str:
         first = f"{values[0]:<{widths[0]}}"
         rest = [f"{v:>{w}}" for v, w in zip(values[1:], widths[1:])]
         return "  ".join([first, *rest]).rstrip()
 
-    header = line(names)
-    return "\n".join([header, "-" * len(header), *(line(r) for r in body)])
+    header = [line([h[k] for h in heads]) for k in range(depth)]
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return "\n".join([*header, rule, *(line(r) for r in body)])
 
 
 def run_summary(history: History, seconds: float | None = None) -> dict[str, Any]:
@@ -201,15 +214,23 @@ def run_summary(history: History, seconds: float | None = None) -> dict[str, Any
 
 RUN_COLUMNS: dict[str, str] = {
     "run": "",
-    "train acc": ".3f",
-    "val acc": ".3f",
+    "train_acc": ".3f",
+    "val_acc": ".3f",
     "gap": "+.3f",
-    "best val acc (epoch)": "",
-    "min val loss (epoch)": "",
-    "last val loss": ".3f",
-    "time (s)": ".0f",
+    "best_val_acc": "",
+    "min_val_loss": "",
+    "seconds": ".0f",
 }
-"""The columns of :func:`runs_table`."""
+"""The columns of :func:`runs_table` and their formats."""
+
+RUN_HEADERS: dict[str, str] = {
+    "train_acc": "train\nacc",
+    "val_acc": "val\nacc",
+    "best_val_acc": "best val\nacc (epoch)",
+    "min_val_loss": "min val\nloss (epoch)",
+    "seconds": "time\n(s)",
+}
+"""The headers of :func:`runs_table`, on two lines so that a row fits 80 characters."""
 
 
 def runs_table(runs: Mapping[str, Experiment | History]) -> str:
@@ -223,19 +244,21 @@ def runs_table(runs: Mapping[str, Experiment | History]) -> str:
     Returns
     -------
     str
-        Columns: last training and validation accuracy and their gap, the best
-        validation accuracy and its epoch, the lowest validation loss and its
-        epoch, the last validation loss, and the wall time.
+        Columns: the last epoch's training and validation accuracy and their gap,
+        the best validation accuracy and its epoch, the lowest validation loss and
+        its epoch, and the wall time. With run names of up to 25 characters a line
+        is at most 80 characters wide.
     """
     rows = []
     for name, run in runs.items():
         s = run_summary(run.history, run.seconds) if isinstance(run, Experiment) else run_summary(run)
-        values = [name, s["train_acc"], s["val_acc"], s["gap"],
-                  f"{s['best_val_acc']:.3f} ({s['best_epoch']})",
-                  f"{s['min_val_loss']:.3f} ({s['min_loss_epoch']})",
-                  s["last_val_loss"], s["seconds"]]
-        rows.append(dict(zip(RUN_COLUMNS, values)))
-    return text_table(rows, RUN_COLUMNS)
+        rows.append({
+            "run": name, "train_acc": s["train_acc"], "val_acc": s["val_acc"], "gap": s["gap"],
+            "best_val_acc": f"{s['best_val_acc']:.3f} ({s['best_epoch']})",
+            "min_val_loss": f"{s['min_val_loss']:.3f} ({s['min_loss_epoch']})",
+            "seconds": s["seconds"],
+        })
+    return text_table(rows, RUN_COLUMNS, RUN_HEADERS)
 
 
 def grid_search(

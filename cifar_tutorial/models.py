@@ -190,8 +190,9 @@ def vgg_bn(
         The model's name.
     bn_momentum : float
         Momentum of the running mean and variance that batch normalization uses at
-        inference. Keras' default 0.99 averages over roughly the last 100 steps:
-        too slow for runs of a few hundred steps, which chapter 8 trains with 0.9.
+        inference. Keras' default 0.99 averages over roughly the last 100 steps and
+        still holds a fifth of its starting values after an epoch of 157 steps: too
+        slow for the six-epoch runs of chapter 8, which use 0.9.
 
     Returns
     -------

@@ -45,16 +45,29 @@ def test_run_summary_finds_best_epochs_and_gap() -> None:
     assert experiments.run_summary(h, seconds=10.0)["seconds"] == 10.0
 
 
-def test_runs_table_has_one_line_per_run() -> None:
+def test_text_table_splits_headers_over_lines() -> None:
+    rows = [{"name": "a", "acc": 0.5}, {"name": "bb", "acc": 0.25}]
+    text = experiments.text_table(rows, {"name": "", "acc": ".2f"},
+                                  headers={"acc": "val\naccuracy"})
+    lines = text.splitlines()
+    assert lines[0].split() == ["val"] and lines[1].split() == ["name", "accuracy"]
+    assert set(lines[2]) == {"-"} and len(lines[2]) == len(lines[1]) == len(lines[3])
+    assert lines[3].endswith(" 0.50") and lines[4].split() == ["bb", "0.25"]
+    # the column is as wide as its widest header line, not the whole header
+    assert len(lines[1]) == len("name") + 2 + len("accuracy")
+
+
+def test_runs_table_has_one_line_per_run_and_fits_80_characters() -> None:
     runs = {
         "plain": _history([0.5, 0.9], [0.5, 0.55], [1.3, 1.5]),
-        "augmented": _history([0.4, 0.6], [0.45, 0.6], [1.4, 1.2]),
+        "a name of 25 characters..": _history([0.4, 0.6], [0.45, 0.6], [1.4, 1.2]),
     }
     lines = experiments.runs_table(runs).splitlines()
-    assert len(lines) == 4
-    assert lines[0].startswith("run") and "best val acc (epoch)" in lines[0]
-    assert lines[2].startswith("plain") and "0.550 (2)" in lines[2] and "1.300 (1)" in lines[2]
-    assert "+0.350" in lines[2] and "+0.000" in lines[3]
+    assert len(lines) == 5
+    assert "best val" in lines[0] and lines[1].startswith("run") and "acc (epoch)" in lines[1]
+    assert lines[3].startswith("plain") and "0.550 (2)" in lines[3] and "1.300 (1)" in lines[3]
+    assert "+0.350" in lines[3] and "+0.000" in lines[4]
+    assert max(map(len, lines)) <= 80, max(map(len, lines))
 
 
 def test_run_experiment_is_reproducible(tiny_data) -> None:
