@@ -61,7 +61,7 @@ def setup() -> None:
 def book() -> None:
     """Build the HTML book from the stored notebook outputs."""
     setup()
-    run(PYTHON, "-c", "import sys; from tests.book_tools import build_book; "
+    run(PYTHON, "-c", "import sys; from tools.book_tools import build_book; "
         "sys.exit(build_book(echo=True).returncode)")
     print(f"\nThe book is in {(ROOT / '_build' / 'html' / 'index.html').relative_to(ROOT)}")
 

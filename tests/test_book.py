@@ -13,29 +13,38 @@ from __future__ import annotations
 import html
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import book_tools  # noqa: E402
+from tools import book_tools
 
 ROOT = book_tools.ROOT
 
 pytest.importorskip("jupyter_book", reason="the book extra (jupyter-book) is not installed")
 
+pytestmark = pytest.mark.slow  # one full build of the book: minutes on two cores
+
 API_MODULES = [
+    "cifar_tutorial.runtime",
     "cifar_tutorial.data",
+    "cifar_tutorial.sources",
+    "cifar_tutorial.plots",
     "cifar_tutorial.maths",
     "cifar_tutorial.models",
+    "cifar_tutorial.convolution",
     "cifar_tutorial.train",
+    "cifar_tutorial.records",
     "cifar_tutorial.evaluate",
-    "cifar_tutorial.plots",
+    "cifar_tutorial.predict",
+    "cifar_tutorial.steps",
+    "cifar_tutorial.experiments",
     "cifar_tutorial.recipes",
     "cifar_tutorial.distribute",
-    "cifar_tutorial.runtime",
+    "cifar_tutorial.calibration",
+    "cifar_tutorial.corruptions",
+    "cifar_tutorial.saliency",
+    "cifar_tutorial.export",
     "cifar_tutorial.cli",
 ]
 
@@ -130,9 +139,26 @@ def test_notebooks_can_be_downloaded(html_dir):
 
 
 def test_api_reference_documents_every_module(html_dir):
+    modules = sorted(f"cifar_tutorial.{p.stem}" for p in (ROOT / "cifar_tutorial").glob("*.py")
+                     if not p.stem.startswith("_"))
+    assert sorted(API_MODULES) == modules, (
+        "a module is missing from the API page: give it a section in api.md, in the book's "
+        "order, and add it to API_MODULES")
     api = (html_dir / "api.html").read_text(encoding="utf-8")
     missing = [mod for mod in API_MODULES if f'id="module-{mod}"' not in api]
     assert not missing, f"api.html does not document: {missing}"
+    positions = [api.index(f'id="module-{mod}"') for mod in API_MODULES]
+    assert positions == sorted(positions), "api.html lists the modules out of the book's order"
+
+
+def test_api_reference_shows_only_the_public_api(html_dir):
+    api = (html_dir / "api.html").read_text(encoding="utf-8")
+    for internal in ("records.atomic_write_text", "records.atomic_save",
+                     "sources.network_reachable", "sources.TFDS_HOST", "train._Checkpoint"):
+        assert f'id="cifar_tutorial.{internal}"' not in api, internal
+    for public in ("records.History", "evaluate.predict_logits", "recipes.FastHyperparameters",
+                   "runtime.choose_precision", "models.build_fast_net", "steps.make_train_step"):
+        assert f'id="cifar_tutorial.{public}"' in api, public
 
 
 def test_bibliography_lists_every_entry(html_dir):

@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-"""The repository root, which is also the book's source folder."""
+"""The repository root, which is also the book's source folder (this file is in tools/)."""
 
 BUILD_TIMEOUT_S = 900
 CHROMIUM_TIMEOUT_S = 120
