@@ -7,16 +7,16 @@ under 19 corruptions at five severities; it cannot be downloaded on the machines
 this book is built on, so this module makes six of those corruptions itself, with
 CIFAR-10-C's parameters for 32x32 images:
 
-=================  ==========================================  ====================
-corruption         what it does                                severities 1 to 5
-=================  ==========================================  ====================
-``gaussian_noise`` adds normal noise, standard deviation       0.04 ... 0.10
-``gaussian_blur``  blurs with a Gaussian kernel, sigma         0.4 ... 1.0 pixels
-``contrast``       pulls pixels towards the image's mean       factor 0.75 ... 0.15
-``brightness``     adds to the HSV value (brightness)          0.05 ... 0.30
-``jpeg``           re-encodes as JPEG (Pillow) at quality q    q = 80 ... 40
-``pixelate``       shrinks with box filtering and enlarges     32 * 0.95 ... * 0.65
-=================  ==========================================  ====================
+==================  ==========================================  ====================
+corruption          what it does                                severities 1 to 5
+==================  ==========================================  ====================
+``gaussian_noise``  adds normal noise, standard deviation       0.04 ... 0.10
+``gaussian_blur``   blurs with a Gaussian kernel, sigma         0.4 ... 1.0 pixels
+``contrast``        pulls pixels towards the image's mean       factor 0.75 ... 0.15
+``brightness``      adds to the HSV value (brightness)          0.05 ... 0.30
+``jpeg``            re-encodes as JPEG (Pillow) at quality q    q = 80 ... 40
+``pixelate``        shrinks with box filtering and enlarges     32 * 0.95 ... * 0.65
+==================  ==========================================  ====================
 
 Values are on the ``[0, 1]`` scale. Every function takes uint8 images, one
 ``(h, w, 3)`` or a batch ``(n, h, w, 3)``, and returns uint8 images of the same
