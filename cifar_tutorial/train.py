@@ -21,8 +21,6 @@ They return a :class:`cifar_tutorial.records.History` (also reachable as
 from __future__ import annotations
 
 import atexit
-import dataclasses
-import json
 import math
 import os
 import shutil
@@ -43,11 +41,16 @@ from cifar_tutorial.distribute import (
     workers_disagreement,
 )
 from cifar_tutorial.models import outputs_logits
-from cifar_tutorial.records import History, atomic_save, atomic_write_text, check_output_folder
+from cifar_tutorial.records import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    CheckpointError,
+    History,
+    check_output_folder,
+)
 from cifar_tutorial.steps import label_mode_of, make_eval_step, make_train_step
 
 __all__ = [
-    "CHECKPOINT_DIR",
     "DIVERGED_LOSS",
     "METRICS",
     "TrainingError",
@@ -58,7 +61,6 @@ __all__ = [
     "train",
 ]
 
-CHECKPOINT_DIR = "checkpoint"
 DIVERGED_LOSS = 1e4
 """A mean loss above this counts as diverged, like NaN: cross-entropy starts near
 ``ln 10 = 2.3``, and a finite loss of 1e21 (Adam with a learning rate of 1000) means
@@ -96,6 +98,18 @@ class TrainingInterrupted(TrainingError):
     def __init__(self, message: str, epochs_done: int) -> None:
         super().__init__(message)
         self.epochs_done = epochs_done
+
+    @classmethod
+    def during(cls, epoch: int, done: int, checkpoint: Checkpoint | None) -> TrainingInterrupted:
+        """The error for Ctrl-C in epoch ``epoch`` (0-based) after ``done`` finished epochs."""
+        kept = f"{done} finished epoch{'' if done == 1 else 's'} kept"
+        where = f" in {checkpoint.folder}" if checkpoint else ""
+        hint = (
+            "Run the same command again to resume."
+            if checkpoint
+            else "Pass an output folder to be able to resume."
+        )
+        return cls(f"training interrupted during epoch {epoch + 1}; {kept}{where}. {hint}", done)
 
 
 # --------------------------------------------------------------------------- compiling
@@ -167,7 +181,8 @@ def _custom_evaluate(step: Callable, dataset, strategy) -> dict:
     return {"val_loss": totals[0] / totals[2], "val_accuracy": totals[1] / totals[2]}
 
 
-def _custom_epoch(step: Callable, dataset, strategy, max_steps: int | None, guard: _NaNGuard) -> dict:
+def _custom_epoch(step: Callable, dataset, strategy, max_steps: int | None, guard: _NaNGuard,
+                  bar: keras.utils.Progbar | None = None) -> dict:
     strategy = strategy or tf.distribute.get_strategy()
     loss_sum = correct = count = 0.0
     for i, batch in enumerate(strategy.experimental_distribute_dataset(dataset)):
@@ -178,6 +193,8 @@ def _custom_epoch(step: Callable, dataset, strategy, max_steps: int | None, guar
             guard.bad_batch = i
             break
         loss_sum, correct, count = loss_sum + s, correct + c, count + n
+        if bar is not None:
+            bar.update(i + 1, [("loss", loss_sum / count), ("accuracy", correct / count)])
     if guard.bad_batch is not None or count == 0:
         return {"loss": float("nan"), "accuracy": float("nan")}
     return {"loss": loss_sum / count, "accuracy": correct / count}
@@ -223,57 +240,20 @@ class _BatchProgress(keras.callbacks.Callback):
 # --------------------------------------------------------------------------- checkpoints
 
 
-@dataclasses.dataclass
-class _Checkpoint:
-    """Checkpoint folder: ``epoch-NNNN.weights.h5`` plus ``state.json`` naming it.
-
-    A non-chief worker writes into a scratch ``folder`` of its own and resumes from
-    the chief's folder, ``resume_from`` (chapter 9).
-    """
-
-    folder: Path
-    resume_from: Path | None = None
-
-    def source(self) -> _Checkpoint:
-        """The checkpoint to resume from."""
-        return _Checkpoint(self.resume_from) if self.resume_from else self
-
-    @property
-    def state_path(self) -> Path:
-        return self.folder / "state.json"
-
-    def read(self) -> dict | None:
-        if not self.state_path.exists():
-            return None
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise TrainingError(
-                f"checkpoint {self.state_path} is unreadable ({err}); delete the folder "
-                f"{self.folder} to start afresh"
-            ) from None
-
-    def write(self, model: keras.Model, state: dict) -> None:
-        name = f"epoch-{state['epochs_done']:04d}.weights.h5"
-        atomic_save(model.save_weights, self.folder / name)
-        atomic_write_text(self.state_path, json.dumps({**state, "weights": name}, indent=2))
-        for old in self.folder.glob("epoch-*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    def restore(self, model: keras.Model, state: dict) -> None:
-        # The weights file holds the optimizer's state, learning rate included; keep
-        # the learning rate the caller compiled with (e.g. a smaller one to go on).
-        optimizer = model.optimizer
-        lr = None
-        if optimizer is not None:
-            if not optimizer.built:
-                optimizer.build(model.trainable_variables)
-            if isinstance(optimizer.learning_rate, keras.Variable):
-                lr = keras.ops.convert_to_numpy(optimizer.learning_rate)
-        model.load_weights(self.folder / state["weights"])
-        if lr is not None:
-            optimizer.learning_rate.assign(lr)
+def _restore(checkpoint: Checkpoint, model: keras.Model, state: dict) -> None:
+    """Load the epoch's weights and optimizer state that ``state`` names into ``model``."""
+    # The weights file holds the optimizer's state, learning rate included; keep
+    # the learning rate the caller compiled with (e.g. a smaller one to go on).
+    optimizer = model.optimizer
+    lr = None
+    if optimizer is not None:
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        if isinstance(optimizer.learning_rate, keras.Variable):
+            lr = keras.ops.convert_to_numpy(optimizer.learning_rate)
+    model.load_weights(checkpoint.file(state))
+    if lr is not None:
+        optimizer.learning_rate.assign(lr)
 
 
 def _fingerprint(model: keras.Model, loop: str, batch_size: int, seed: int, label_mode: str) -> dict:
@@ -409,8 +389,8 @@ def train(
         stop = stopper.update(model, record["val_loss"], epoch + 1)
         history.stopped_early = history.stopped_early or stop
         if checkpoint is not None:
-            checkpoint.write(
-                model,
+            checkpoint.write_with(
+                model.save_weights,
                 {"epochs_done": len(history), "fingerprint": fingerprint, "history": history.to_dict()},
             )
         if stop:
@@ -425,33 +405,30 @@ def train(
     return history
 
 
-def _open_checkpoint(out_dir: str | os.PathLike | None, strategy) -> _Checkpoint | None:
+def _open_checkpoint(out_dir: str | os.PathLike | None, strategy) -> Checkpoint | None:
     """The checkpoint of a run: in ``out_dir``, or in a scratch folder on non-chief workers."""
     if out_dir is None:
         return None
     folder = check_output_folder(out_dir) / CHECKPOINT_DIR
     if is_chief(strategy):
-        return _Checkpoint(folder)
+        return Checkpoint(folder)
     scratch = Path(tempfile.mkdtemp(prefix="cifar-tutorial-worker-"))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    return _Checkpoint(scratch, resume_from=folder)
+    return Checkpoint(scratch, resume_from=folder)
 
 
 def _resume(
-    model: keras.Model, checkpoint: _Checkpoint | None, fingerprint: dict, strategy, *,
+    model: keras.Model, checkpoint: Checkpoint | None, fingerprint: dict, strategy, *,
     resume: bool, verbose: int,
 ) -> History:
     """Restore the checkpoint of the same run into ``model``; return the epochs it holds."""
     state = source = None
     if checkpoint is not None and resume:
         source = checkpoint.source()
-        state = source.read()
-        if state is not None and state.get("fingerprint") != fingerprint:
-            raise TrainingError(
-                f"{source.folder} holds a checkpoint of a different run "
-                f"({state.get('fingerprint')}); use another output folder, or "
-                "start afresh with resume=False (--no-resume)"
-            )
+        try:
+            state = source.read_run(fingerprint)
+        except CheckpointError as err:
+            raise TrainingError(str(err)) from None
     if is_multi_worker(strategy):  # before restoring, which the workers must all do or skip
         problem = workers_disagreement(strategy, state["epochs_done"] if state else 0)
         if problem:
@@ -459,7 +436,7 @@ def _resume(
     if state is None:
         return History()
     with strategy.scope():  # builds the optimizer's variables
-        source.restore(model, state)
+        _restore(source, model, state)
     history = History.from_dict(state["history"])
     if verbose:
         print(f"Resuming after epoch {len(history)} from {source.folder.name}/")
@@ -488,7 +465,7 @@ class _Epochs:
     def _shard(self, dataset):
         return dataset if self.strategy is None else shard_by_data(dataset)
 
-    def run(self, epoch: int, history: History, checkpoint: _Checkpoint | None) -> dict:
+    def run(self, epoch: int, history: History, checkpoint: Checkpoint | None) -> dict:
         """Train epoch ``epoch`` (0-based); return its record without ``epoch``.
 
         Raises :class:`TrainingInterrupted` on Ctrl-C and :class:`TrainingDiverged`
@@ -502,11 +479,11 @@ class _Epochs:
         start = time.perf_counter()
         try:
             record = self._fit(train_ds, guard) if self.loop == "fit" else _custom_epoch(
-                self.step, train_ds, self.where, self.max_steps, guard)
+                self.step, train_ds, self.where, self.max_steps, guard, self._progress_bar())
             if guard.bad_batch is None and not _diverged(record["loss"]) and self.val_ds is not None:
                 record.update(self._validate())
         except KeyboardInterrupt:
-            raise _interrupted(epoch, len(history), checkpoint) from None
+            raise TrainingInterrupted.during(epoch, len(history), checkpoint) from None
         if guard.bad_batch is not None or _diverged(record["loss"]):
             _restore_last_good(self.model, checkpoint, history)
             raise _diverged_error(self.model, epoch, guard.bad_batch, checkpoint, len(history))
@@ -516,11 +493,20 @@ class _Epochs:
         record["seconds"] = time.perf_counter() - start
         return record
 
+    def _steps(self) -> int:
+        steps = math.ceil(len(self.data.y_train) / self.batch_size)
+        return min(steps, self.max_steps or steps)
+
+    def _progress_bar(self) -> keras.utils.Progbar | None:
+        """A progress bar for one epoch of the custom loop (verbose 2, terminals)."""
+        if self.verbose < 2:
+            return None
+        return keras.utils.Progbar(self._steps(), stateful_metrics=["loss", "accuracy"])
+
     def _fit(self, train_ds, guard: _NaNGuard) -> dict:
         callbacks: list[keras.callbacks.Callback] = [guard]
         if self.verbose >= 2:
-            steps = math.ceil(len(self.data.y_train) / self.batch_size)
-            callbacks.append(_BatchProgress(min(steps, self.max_steps or steps)))
+            callbacks.append(_BatchProgress(self._steps()))
         if self.max_steps is not None:
             train_ds = train_ds.take(self.max_steps)
         logs = self.model.fit(
@@ -535,22 +521,8 @@ class _Epochs:
         return {"val_loss": float(scores["loss"]), "val_accuracy": float(scores["accuracy"])}
 
 
-def _interrupted(epoch: int, done: int, checkpoint: _Checkpoint | None) -> TrainingInterrupted:
-    where = f" in {checkpoint.folder}" if checkpoint else ""
-    hint = (
-        "Run the same command again to resume."
-        if checkpoint
-        else "Pass an output folder to be able to resume."
-    )
-    return TrainingInterrupted(
-        f"training interrupted during epoch {epoch + 1}; {done} finished "
-        f"epoch(s) kept{where}. {hint}",
-        done,
-    )
-
-
 def _diverged_error(
-    model: keras.Model, epoch: int, bad_batch: int | None, checkpoint: _Checkpoint | None, done: int
+    model: keras.Model, epoch: int, bad_batch: int | None, checkpoint: Checkpoint | None, done: int
 ) -> TrainingDiverged:
     lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     kept = (
@@ -595,11 +567,11 @@ class _EarlyStopping:
             model.set_weights(self.best_weights)
 
 
-def _restore_last_good(model: keras.Model, checkpoint: _Checkpoint | None, history: History) -> None:
+def _restore_last_good(model: keras.Model, checkpoint: Checkpoint | None, history: History) -> None:
     if checkpoint is None or not history.records:
         return
     for where in (checkpoint, checkpoint.source()):
         state = where.read()
         if state is not None:
-            where.restore(model, state)
+            _restore(where, model, state)
             return
