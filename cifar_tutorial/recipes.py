@@ -35,7 +35,9 @@ package, and a :class:`~cifar_tutorial.records.History`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,7 +50,8 @@ from cifar_tutorial import runtime
 from cifar_tutorial.data import CifarData
 from cifar_tutorial.evaluate import TTA_LEVELS, predict_logits
 from cifar_tutorial.models import build_fast_net, whitening_filters
-from cifar_tutorial.records import History
+from cifar_tutorial.records import CHECKPOINT_DIR, Checkpoint, History, check_output_folder
+from cifar_tutorial.train import TrainingError, TrainingInterrupted
 
 __all__ = [
     "FastHyperparameters",
@@ -254,6 +257,7 @@ class _Steps:
         # Lookahead state: all weights (trainable and BatchNorm statistics)
         all_weights = model.weights
         slow = [tf.Variable(w.value, trainable=False) for w in all_weights]
+        self.slow = slow
 
         @tf.function(autograph=False)
         def lookahead_update(alpha: Any) -> None:
@@ -275,6 +279,36 @@ class _Steps:
             self.lookahead_update(tf.constant(1.0, tf.float32))  # end on the average
         return float(loss), float(correct)
 
+    def _state(self) -> dict[str, list]:
+        return {"weights": self.model.weights, "optimizer": self.optimizer.variables,
+                "lookahead": self.slow}
+
+    def save(self, path: str) -> None:
+        """Write every variable of the run (weights, SGD momenta, Lookahead) to an ``.npz`` file."""
+        arrays = {f"{group}/{i}": keras.ops.convert_to_numpy(v)
+                  for group, variables in self._state().items() for i, v in enumerate(variables)}
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Put back the variables :meth:`save` wrote, exactly."""
+        with np.load(path) as arrays:
+            for group, variables in self._state().items():
+                if sum(k.startswith(f"{group}/") for k in arrays.files) != len(variables):
+                    raise TrainingError(f"{path} does not fit this network ({group}); "
+                                        "start afresh with --no-resume")
+                for i, v in enumerate(variables):
+                    v.assign(arrays[f"{group}/{i}"])
+
+
+def _open_run(out_dir: str | os.PathLike | None, fingerprint: dict[str, Any], resume: bool,
+              ) -> tuple[Checkpoint | None, dict[str, Any] | None]:
+    """The checkpoint folder of a run in ``out_dir``, and the state saved there (if resuming)."""
+    if out_dir is None:
+        return None, None
+    checkpoint = Checkpoint(check_output_folder(out_dir) / CHECKPOINT_DIR)
+    return checkpoint, (checkpoint.read_run(fingerprint) if resume else None)
+
 
 def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, tta: str) -> float:
     logits = predict_logits(model, x, tta=tta, batch_size=1000)
@@ -294,10 +328,18 @@ def train_fast(
     eval_every_epoch: bool = True,
     tta: str = "flip",
     max_steps: int | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = True,
     verbose: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> tuple[keras.Model, History]:
     """Train the fast network of chapter 8 ("Going further") on uint8 arrays.
+
+    Given ``out_dir``, every finished epoch is saved in ``out_dir/checkpoint``
+    (:class:`~cifar_tutorial.records.Checkpoint`: the weights, SGD momenta,
+    Lookahead average, the augmentation's random state and the history), and a
+    run started again with the same data and settings resumes from there; with
+    ``deterministic=True`` it ends with the weights an uninterrupted run ends with.
 
     Parameters
     ----------
@@ -323,8 +365,12 @@ def train_fast(
         augmentation up to this one (:data:`cifar_tutorial.evaluate.TTA_LEVELS`).
     max_steps : int, optional
         Stop after this many steps (for timing probes).
+    out_dir : path, optional
+        Folder for the per-epoch checkpoint; none without it.
+    resume : bool
+        Continue from the checkpoint in ``out_dir`` if there is one (else replace it).
     verbose : int
-        0 silent, 1 one line per epoch.
+        0 silent, 1 one line per epoch, 2 also a progress bar within each epoch.
     log : callable, optional
         Where lines are written (default: ``print`` with flushing).
 
@@ -346,6 +392,14 @@ def train_fast(
         and, with held-out data, ``accuracy`` (a dict from TTA level to the final
         held-out accuracy), ``epoch_to_90`` and ``seconds_to_90`` (first epoch at
         90% or more, ``None`` if none).
+
+    Raises
+    ------
+    TrainingInterrupted
+        On Ctrl-C; the finished epochs stay in the checkpoint.
+    CheckpointError
+        If ``out_dir`` holds the checkpoint of a run with other settings (a
+        :class:`~cifar_tutorial.records.CheckpointError`).
     """
     if log is None:
         log = lambda line: print(line, flush=True)  # noqa: E731
@@ -371,28 +425,48 @@ def train_fast(
     model = with_unit_input(net)
     steps = _Steps(net, hyp, num_classes, total_steps)
     has_test = x_test is not None and y_test is not None
-    history = History()
     flip_mask = rng.random(n) < 0.5
-    step, elapsed, first_step = 0, 0.0, None
+    fingerprint = json.loads(json.dumps({  # as state.json gives it back: lists, not tuples
+        "model": "fast", "hyperparameters": dataclasses.asdict(hyp), "seed": seed,
+        "precision": precision, "train_images": n, "total_steps": total_steps,
+    }))
+    checkpoint, state = _open_run(out_dir, fingerprint, resume)
+    history, step, elapsed, first_step = History(), 0, 0.0, None
+    if state is not None:
+        steps.load(checkpoint.file(state))
+        rng.bit_generator.state = state["rng"]
+        history = History.from_dict(state["history"])
+        step, elapsed, first_step = state["steps_done"], state["elapsed"], state["first_step"]
+        if verbose:
+            log(f"Resuming after epoch {len(history)} from {checkpoint.folder.name}/")
+    traced = False  # the first step of each session traces the graph: timed apart
     while step < total_steps:
         epoch = len(history) + 1
         mask = flip_mask if epoch % 2 == 1 else ~flip_mask
         steps.whiten_gate.assign(1.0 if epoch <= hyp.whiten_bias_epochs else 0.0)
         t_epoch, cpu_epoch = time.perf_counter(), time.process_time()
-        augmented = augment_epoch(x_train, mask, rng, hyp.translate)
-        order = rng.permutation(n)
-        losses, correct, seen = 0.0, 0.0, 0
-        for b in range(steps_per_epoch):
-            if step >= total_steps:
-                break
-            idx = order[b * hyp.batch_size : (b + 1) * hyp.batch_size]
-            t0 = time.perf_counter()
-            loss, corr = steps.run(step, augmented[idx], y_train[idx])
-            step += 1
-            losses, correct, seen = losses + loss, correct + corr, seen + len(idx)
-            if first_step is None:
-                first_step = time.perf_counter() - t0
-                t_epoch += first_step  # tracing is reported apart
+        bar = (keras.utils.Progbar(min(steps_per_epoch, total_steps - step),
+                                   stateful_metrics=["loss", "accuracy"]) if verbose >= 2 else None)
+        try:
+            augmented = augment_epoch(x_train, mask, rng, hyp.translate)
+            order = rng.permutation(n)
+            losses, correct, seen = 0.0, 0.0, 0
+            for b in range(steps_per_epoch):
+                if step >= total_steps:
+                    break
+                idx = order[b * hyp.batch_size : (b + 1) * hyp.batch_size]
+                t0 = time.perf_counter()
+                loss, corr = steps.run(step, augmented[idx], y_train[idx])
+                step += 1
+                losses, correct, seen = losses + loss, correct + corr, seen + len(idx)
+                if not traced:
+                    traced, tracing = True, time.perf_counter() - t0
+                    first_step = tracing if first_step is None else first_step
+                    t_epoch += tracing  # tracing is reported apart
+                if bar is not None:
+                    bar.update(b + 1, [("loss", losses / (b + 1)), ("accuracy", correct / seen)])
+        except KeyboardInterrupt:
+            raise TrainingInterrupted.during(epoch - 1, len(history), checkpoint) from None
         dt = time.perf_counter() - t_epoch
         elapsed += dt
         acc = float("nan")
@@ -407,6 +481,12 @@ def train_fast(
         })
         if verbose:
             log(_epoch_line(history.records[-1]))
+        if checkpoint is not None:
+            checkpoint.write_with(steps.save, {
+                "epochs_done": len(history), "fingerprint": fingerprint,
+                "history": history.to_dict(), "steps_done": step, "elapsed": elapsed,
+                "first_step": first_step, "rng": rng.bit_generator.state,
+            }, suffix=".npz")
     history.summary = _summary(history, hyp, precision, step, first_step, int(model.count_params()))
     if has_test:
         history.summary.update(_held_out_summary(history, model, x_test, y_test, tta))
@@ -459,9 +539,9 @@ def train_fast_on(
 ) -> tuple[keras.Model, History]:
     """Run :func:`train_fast` on a :class:`~cifar_tutorial.data.CifarData` (chapter 8).
 
-    This is what ``python -m cifar_tutorial train --model fast`` calls. The validation
-    split, when there is one, is scored after every epoch; the test split is not
-    used.
+    This is what ``python -m cifar_tutorial train --model fast`` calls, with
+    ``out_dir`` for a checkpoint after every epoch. The validation split, when there
+    is one, is scored after every epoch; the test split is not used.
 
     Parameters
     ----------
@@ -472,9 +552,10 @@ def train_fast_on(
     seed : int
         Seed of the run.
     verbose : int
-        0 silent, otherwise one line per epoch.
+        0 silent, 1 one line per epoch, 2 also a progress bar within each epoch.
     **kwargs
-        Further keywords of :func:`train_fast` (``precision``, ``deterministic``, ...).
+        Further keywords of :func:`train_fast` (``precision``, ``deterministic``,
+        ``out_dir``, ``resume``, ...).
 
     Returns
     -------
