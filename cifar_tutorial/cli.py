@@ -1,4 +1,4 @@
-"""Command line: ``python -m cifar_tutorial train|evaluate`` (also ``cifar-tutorial``).
+"""Command line: ``python -m cifar_tutorial train|evaluate|predict`` (also ``cifar-tutorial``).
 
 ``train`` runs the whole pipeline: load the data, build and train a model, evaluate
 it once on the test set, and write into ``--out``::
@@ -11,8 +11,15 @@ it once on the test set, and write into ``--out``::
     mistakes.png     the most confident mistakes
     checkpoint/      the last finished epoch, for resuming
 
-Run the same command again after an interruption and training resumes from the
-last finished epoch. ``evaluate`` scores a saved model.
+Run the same command again after an interruption (Ctrl-C, a killed process) and
+training resumes from the last finished epoch, for every model. ``evaluate`` scores
+a saved model and writes ``evaluation.json`` (never a training run's
+``metrics.json``); ``predict`` classifies image files (chapter 6).
+
+TensorFlow is imported only once a command runs, so that ``--help`` answers at
+once; its C++ start-up notices (oneDNN, CUDA probing) are filtered out as
+``TF_CPP_MIN_LOG_LEVEL`` says (the package sets 3 unless the user set it) or shown
+with ``--verbose-tf``.
 """
 
 from __future__ import annotations
@@ -20,27 +27,50 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import keras
-
-from cifar_tutorial import data as cifar_data
-from cifar_tutorial import distribute, evaluate, models, plots, recipes, records, runtime, train
+from cifar_tutorial import records
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
-MODELS: tuple[str, ...] = (*models.MODELS, "fast")
+# The parser's choices, written here so that parsing and --help need no TensorFlow;
+# tests/test_cli.py checks that they equal the package's own (models.MODELS plus
+# "fast", models.HEADS, distribute.STRATEGIES and REFERENCE_BATCH, evaluate.TTA_LEVELS).
+MODELS: tuple[str, ...] = ("seed", "vgg_bn", "fast")
 """The models ``train --model`` offers: those of :func:`cifar_tutorial.models.build_model`
 and the fast recipe of :mod:`cifar_tutorial.recipes`."""
+HEADS: tuple[str, ...] = ("softmax", "softmax_base", "l2", "l1_relu", "logits")
+STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
+TTA_LEVELS: tuple[str, ...] = ("none", "flip", "flip_shift")
+REFERENCE_BATCH = 32
+
+FAST_REFUSES: dict[str, tuple[str, str]] = {
+    "head": ("--head", "it ends in logits"),
+    "base": ("--base", "it has no softmax_base head"),
+    "lr": ("--lr", "its learning rate follows the recipe's own schedule"),
+    "scale_lr": ("--scale-lr", "its learning rate follows the recipe's own schedule"),
+    "loop": ("--loop", "it has a training loop of its own"),
+    "augment": ("--augment", "it always flips and shifts its training images"),
+    "early_stopping": ("--early-stopping", "it records no validation loss to watch"),
+    "strategy": ("--strategy", "it trains on one device"),
+}
+"""``train`` options that ``--model fast`` refuses: argument name -> (option, why).
+It uses the others, ``--no-resume`` included."""
 
 
 class UsageError(ValueError):
     """A command-line argument was refused."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _positive_int(text: str) -> int:
@@ -70,7 +100,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
+def _add_data_options(p: argparse.ArgumentParser, training: bool) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--source", choices=("auto", "folder", "tfds"), default="auto",
                    help="where CIFAR-10 comes from: an image folder, TensorFlow Datasets, "
@@ -81,38 +111,41 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                         "[default: $CIFAR10_DIR]")
     g.add_argument("--tfds-data-dir", metavar="DIR",
                    help="TensorFlow Datasets folder [default: TFDS's own]")
-    g.add_argument("--val-fraction", type=_fraction, default=0.1, metavar="F",
-                   help="share of the training set held out for validation [default: %(default)s]")
-    g.add_argument("--limit-train", type=_positive_int, metavar="N",
-                   help="use only the first N training images (quick trials)")
+    if training:
+        g.add_argument("--val-fraction", type=_fraction, default=0.1, metavar="F",
+                       help="share of the training set held out for validation "
+                            "[default: %(default)s]")
+        g.add_argument("--limit-train", type=_positive_int, metavar="N",
+                       help="use only the first N training images (quick trials)")
     g.add_argument("--limit-test", type=_positive_int, metavar="N",
                    help="evaluate on only the first N test images (quick trials)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser (every option is documented in ``--help``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m cifar_tutorial",
-        description="Train and evaluate CIFAR-10 classifiers from the book "
-                    "'Classifying CIFAR-10 with Neural Networks'.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose-tf", action="store_true",
+                        help="show TensorFlow's C++ start-up and log lines (hidden otherwise, "
+                             "as TF_CPP_MIN_LOG_LEVEL says)")
+    return common
 
-    t = sub.add_parser("train", help="train a model, evaluate it, write model, history, "
-                                     "metrics and plots",
+
+def _add_train_parser(sub, common: argparse.ArgumentParser) -> None:
+    t = sub.add_parser("train", parents=[common],
+                       help="train a model, evaluate it, write model, history, metrics and plots",
                        description="Train a model on CIFAR-10, evaluate it once on the test "
                                    "set and write the results into --out. Rerun the same "
                                    "command to resume an interrupted run.")
     m = t.add_argument_group("model and training")
     m.add_argument("--model", choices=MODELS, default="seed",
                    help="seed: the seed article's CNN (chapter 6); vgg_bn: a deeper net with "
-                        "batch norm (chapter 8); fast: the fast recipe of chapter 8 (one device, "
-                        "no checkpoints; --no-determinism makes it about 40%% faster) "
-                        "[default: %(default)s]")
-    m.add_argument("--head", choices=models.HEADS,
+                        "batch norm (chapter 8); fast: the fast recipe of chapter 8, with its "
+                        "own schedule and augmentation (it refuses --head, --base, --lr, "
+                        "--scale-lr, --loop, --augment, --early-stopping and --strategy; "
+                        "--no-determinism makes it about 40%% faster) [default: %(default)s]")
+    m.add_argument("--head", choices=HEADS,
                    help="output head (chapter 3) [default: softmax for seed, logits otherwise]")
-    m.add_argument("--base", type=_positive_float, default=2.0,
-                   help="base b of the softmax_base head [default: %(default)s]")
+    m.add_argument("--base", type=_positive_float, default=None,
+                   help="base b of the softmax_base head [default: 2]")
     m.add_argument("--epochs", type=_positive_int, default=None,
                    help="passes over the training set [default: 20, 10 for fast]")
     m.add_argument("--batch-size", type=_positive_int, default=None,
@@ -121,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate [default: 1e-4 (Adam) for seed, 1e-3 for vgg_bn]")
     m.add_argument("--scale-lr", action="store_true",
                    help="linear scaling rule (chapter 9): take --lr (or its default) as tuned "
-                        f"for a batch of {distribute.REFERENCE_BATCH} and multiply it by "
-                        f"--batch-size/{distribute.REFERENCE_BATCH}")
+                        f"for a batch of {REFERENCE_BATCH} and multiply it by "
+                        f"--batch-size/{REFERENCE_BATCH}")
     m.add_argument("--loop", choices=("fit", "custom"), default=None,
                    help="Keras fit or the tf.GradientTape loop of chapter 7 [default: fit; "
                         "custom with --strategy multiworker, where Keras' fit fails]")
@@ -130,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random flips and shifts of up to 4 pixels (chapter 8)")
     m.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
                    help="stop when val_loss has not improved for PATIENCE epochs")
-    m.add_argument("--strategy", choices=distribute.STRATEGIES, default="default",
+    m.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: one device, all local devices, or the "
                         "workers in $TF_CONFIG (chapter 9) [default: %(default)s]")
     m.add_argument("--seed", type=int, default=0, help="random seed [default: %(default)s]")
@@ -138,24 +171,130 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow non-deterministic (slightly faster) kernels")
     m.add_argument("--no-resume", action="store_true",
                    help="ignore (and replace) a checkpoint in --out instead of resuming")
-    _add_data_options(t)
+    _add_data_options(t, training=True)
     o = t.add_argument_group("output")
     o.add_argument("--out", required=True, metavar="DIR",
                    help="output folder (created if needed)")
-    o.add_argument("--quiet", action="store_true", help="print only the final summary")
+    o.add_argument("--quiet", action="store_true",
+                   help="no progress bar: one line an epoch and the final summary (as when "
+                        "the output is not a terminal)")
 
-    e = sub.add_parser("evaluate", help="evaluate a saved model on the test set",
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser (every option is documented in ``--help``).
+
+    Building and parsing import no TensorFlow.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m cifar_tutorial",
+        description="Train and evaluate CIFAR-10 classifiers from the book "
+                    "'Classifying CIFAR-10 with Neural Networks', and classify your own "
+                    "images with them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{train,evaluate,predict}")
+    common = _common_options()
+    _add_train_parser(sub, common)
+
+    e = sub.add_parser("evaluate", parents=[common],
+                       help="evaluate a saved model on the test set",
                        description="Evaluate a saved .keras model on CIFAR-10's test set and "
-                                   "write metrics.json, confusion.png and mistakes.png.")
+                                   "write evaluation.json, evaluation-confusion.png and "
+                                   "evaluation-mistakes.png (a training run's metrics.json "
+                                   "and plots are left as they are).")
     e.add_argument("--model-path", required=True, metavar="FILE", help="a .keras file")
-    e.add_argument("--tta", nargs="?", const="flip", default="none", choices=evaluate.TTA_LEVELS,
+    e.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_LEVELS,
                    help="test-time augmentation (chapter 8): average the logits over each "
                         "image and its mirror image (--tta or --tta flip), and over copies "
                         "shifted by a pixel too (--tta flip_shift) [default: none]")
     e.add_argument("--out", metavar="DIR",
                    help="output folder [default: the model's folder]")
-    _add_data_options(e)
+    _add_data_options(e, training=False)
+
+    p = sub.add_parser("predict", parents=[common],
+                       help="classify image files with a saved model",
+                       description="Classify image files of any size and mode (RGB, RGBA, "
+                                   "grayscale, palette) with a saved model: each is cropped "
+                                   "to its centre square and resized to 32x32 as in "
+                                   "chapter 6. Prints the most probable classes of each "
+                                   "image; a file that cannot be read is reported on stderr "
+                                   "(exit code 2) and the others are still classified.")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, JPEG, GIF, BMP, WebP, TIFF)")
+    p.add_argument("--model-path", required=True, metavar="FILE",
+                   help="a .keras file, e.g. runs/seed/model.keras")
+    p.add_argument("--top", type=_positive_int, default=3, metavar="K",
+                   help="how many classes to show per image [default: %(default)s]")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON document: a list with one {"image": PATH, "top": '
+                        '[{"class": NAME, "probability": P}, ...]} per readable image, '
+                        "highest first")
     return parser
+
+
+# --------------------------------------------------------------------------- TensorFlow start-up
+
+_ABSL_BANNER = "WARNING: All log messages before absl::InitializeLog() is called"
+_LOG_LINE = re.compile(
+    r"^(?:([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"  # I0000 00:00:17.5 42 port.cc:153]
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: ([IWEF]) )"      # (older) 2024-01-01 12:00:00.1: I
+)
+
+
+def without_tf_notices(text: str, level: int) -> str:
+    """Drop TensorFlow's C++ log lines below ``level`` (``TF_CPP_MIN_LOG_LEVEL``'s meaning).
+
+    Level 1 drops INFO lines (and absl's banner), 2 also WARNING, 3 also ERROR; fatal
+    lines and everything else (Python warnings, tracebacks) are kept.
+    """
+    kept = []
+    for line in text.splitlines(keepends=True):
+        match = _LOG_LINE.match(line)
+        if match is not None:
+            if "IWEF".index(match.group(1) or match.group(2)) >= min(level, 3):
+                kept.append(line)
+        elif not (level >= 1 and (line.startswith(_ABSL_BANNER)
+                                  or line.startswith("To enable the following instructions:"))):
+            kept.append(line)
+    return "".join(kept)
+
+
+def import_tensorflow(verbose: bool = False) -> None:
+    """Import TensorFlow without the C++ notices it prints while it loads.
+
+    In TensorFlow 2.21 those lines (oneDNN, CUDA probing) come before its logging
+    reads ``TF_CPP_MIN_LOG_LEVEL``; they are written to file descriptor 2, which is
+    caught during the import and passed on through :func:`without_tf_notices`.
+    ``verbose`` shows everything (``TF_CPP_MIN_LOG_LEVEL=0``).
+    """
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        level = 0
+    if level <= 0:
+        import tensorflow  # noqa: F401
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            sys.stderr.write(without_tf_notices(caught.read().decode(errors="replace"), level))
+            sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- shared steps
 
 
 def check_output_folder(out: str | os.PathLike) -> Path:
@@ -172,22 +311,26 @@ def check_output_folder(out: str | os.PathLike) -> Path:
         raise UsageError(f"{err} with --out") from None
 
 
-def _load_data(args: argparse.Namespace, seed: int) -> cifar_data.CifarData:
+def _load_data(args: argparse.Namespace, seed: int):
+    from cifar_tutorial import data as cifar_data
+
+    limit_train = getattr(args, "limit_train", None)
     data = cifar_data.load_cifar10(
         args.source,
         args.data_dir,
-        val_fraction=getattr(args, "val_fraction", 0.1),
+        val_fraction=getattr(args, "val_fraction", 0.0),
         seed=seed,
         tfds_data_dir=args.tfds_data_dir,
     )
-    if args.limit_train or args.limit_test:
-        val = None if args.limit_train is None else max(1, args.limit_train // 10)
-        data = data.subset(train=args.limit_train, val=val, test=args.limit_test)
+    if limit_train or args.limit_test:
+        val = None if limit_train is None else max(1, limit_train // 10)
+        data = data.subset(train=limit_train, val=val, test=args.limit_test)
     return data
 
 
-def _write_plots(out: Path, evaluation, data, history=None) -> list[Path]:
-    written = []
+def _write_plots(out: Path, evaluation, data, history=None, prefix: str = "") -> list[Path]:
+    from cifar_tutorial import plots
+
     figures = {}
     if history is not None and len(history):
         figures["curves.png"] = plots.training_curves(history)
@@ -198,9 +341,8 @@ def _write_plots(out: Path, evaluation, data, history=None) -> list[Path]:
             data.x_test[worst], evaluation.y_true[worst], evaluation.y_pred[worst],
             evaluation.probabilities[worst, evaluation.y_pred[worst]], data.class_names,
         )
-    for name, fig in figures.items():
-        written.append(records.atomic_save(lambda p, f=fig: f.savefig(p, dpi=110), out / name))
-    return written
+    return [records.atomic_save(lambda p, f=fig: f.savefig(p, dpi=plots.DPI),
+                                out / f"{prefix}{name}") for name, fig in figures.items()]
 
 
 def _metrics(evaluation, history, extra: dict[str, Any]) -> dict[str, Any]:
@@ -225,17 +367,45 @@ def _metrics(evaluation, history, extra: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def _print_files(files: list[Path]) -> None:
+    print("Wrote:")
+    for f in files:
+        print(f"  {f}")
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _check_fast_options(args: argparse.Namespace) -> None:
+    given = [(option, why) for name, (option, why) in FAST_REFUSES.items()
+             if getattr(args, name) not in (None, False, "default")
+             and not (name == "head" and args.head == "logits")]
+    if given:
+        reasons = "; ".join(f"{option}: {why}" for option, why in given)
+        options = " or ".join(option for option, _ in given)
+        raise UsageError(f"--model fast takes no {options} ({reasons}); leave "
+                         f"{'it' if len(given) == 1 else 'them'} out")
+
+
+def _epochs_saved(out: Path) -> int:
+    """Finished epochs in ``out``'s checkpoint (0 if none or unreadable: training says why)."""
+    try:
+        state = records.Checkpoint(out / records.CHECKPOINT_DIR).read()
+    except records.CheckpointError:
+        return 0
+    return int(state["epochs_done"]) if state else 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Run ``train``: data, model, training, evaluation, files."""
+    from cifar_tutorial import distribute, evaluate, recipes, runtime, train
+
+    if args.model == "fast":
+        _check_fast_options(args)
     out = check_output_folder(args.out)
-    if args.model == "fast" and args.head not in (None, "logits"):
-        raise UsageError("--model fast ends in logits; it takes no --head")
-    if args.model == "fast" and (args.strategy != "default" or args.scale_lr):
-        raise UsageError("--model fast trains on one device with its own schedule; "
-                         "it takes no --strategy or --scale-lr")
     batch_size = args.batch_size or (512 if args.model == "fast" else 32)
     epochs = args.epochs or (10 if args.model == "fast" else 20)
-    verbose = 0 if args.quiet else (2 if sys.stdout.isatty() else 1)
+    verbose = 1 if args.quiet or not sys.stdout.isatty() else 2
 
     runtime.set_seed(args.seed, deterministic=not args.no_determinism)
     # Before any other TensorFlow work: MultiWorkerMirroredStrategy configures the
@@ -244,11 +414,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = _load_data(args, args.seed)
     print(data.summary(), flush=True)
     train.check_training_args(epochs, batch_size, len(data.y_train))
+    resumed = 0 if args.no_resume else _epochs_saved(out)
     started = time.perf_counter()
     if args.model == "fast":
         hyp = recipes.FastHyperparameters(epochs=epochs, batch_size=batch_size)
         model, history = recipes.train_fast_on(
             data, hyp, seed=args.seed, verbose=verbose, deterministic=not args.no_determinism,
+            out_dir=out, resume=not args.no_resume,
         )
     else:
         model, history = _train_model(args, data, out, strategy, epochs, batch_size, verbose)
@@ -266,25 +438,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = _metrics(evaluation, history, {
         "model": args.model, "head": model.layers[-1].name, "source": data.source,
         "seed": args.seed, "batch_size": batch_size, "wall_seconds": wall,
+        "resumed_after_epoch": min(resumed, len(history)),
         "sizes": data.sizes(), "device": runtime.describe_device(),
         "replicas": strategy.num_replicas_in_sync,
     })
     files.append(records.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2)))
     files += _write_plots(out, evaluation, data, history)
     print(f"\nTest accuracy {evaluation.accuracy:.4f} (loss {evaluation.loss:.4f}) on "
-          f"{len(evaluation.y_true):,} images after {len(history)} epochs, {wall:.0f} s of training.")
+          f"{_plural(len(evaluation.y_true), 'image')} after {_train_time(history, resumed)}.")
     print(f"Weights digest {digest}")
-    print("Wrote:")
-    for f in files:
-        print(f"  {f}")
+    _print_files(files)
     return 0
 
 
+def _train_time(history, resumed: int) -> str:
+    """How long the run trained, e.g. "3 epochs, 12 s of training", in all its sessions."""
+    total = sum(r["seconds"] for r in history.records)
+    text = f"{_plural(len(history), 'epoch')}, {total:.0f} s of training"
+    if 0 < resumed <= len(history):
+        session = sum(r["seconds"] for r in history.records[resumed:])
+        text += (f" in all sessions ({session:.0f} s in this one, which resumed after "
+                 f"epoch {resumed})")
+    return text
+
+
 def _train_model(args: argparse.Namespace, data, out: Path, strategy, epochs: int,
-                 batch_size: int, verbose: int) -> tuple[keras.Model, records.History]:
+                 batch_size: int, verbose: int):
     """Build, compile and train one of :func:`cifar_tutorial.models.build_model`'s nets."""
+    from cifar_tutorial import data as cifar_data
+    from cifar_tutorial import distribute, models, runtime, train
+
     with strategy.scope():
-        kwargs = {"base": args.base} if args.model == "seed" else {}
+        kwargs = {"base": args.base or 2.0} if args.model == "seed" else {}
         model = models.build_model(args.model, head=args.head, **kwargs)
         lr = args.lr or (1e-4 if args.model == "seed" else 1e-3)
         if args.scale_lr:
@@ -292,7 +477,7 @@ def _train_model(args: argparse.Namespace, data, out: Path, strategy, epochs: in
         train.compile_model(model, learning_rate=lr)
     if verbose:
         print(f"Model {model.name}: {model.count_params():,} parameters; device "
-              f"{runtime.describe_device()}; {strategy.num_replicas_in_sync} replica(s); "
+              f"{runtime.describe_device()}; {_plural(strategy.num_replicas_in_sync, 'replica')}; "
               f"global batch {batch_size}, learning rate {lr:g}")
     history = train.train(
         model, data, epochs=epochs, batch_size=batch_size,
@@ -304,31 +489,52 @@ def _train_model(args: argparse.Namespace, data, out: Path, strategy, epochs: in
     return model, history
 
 
+# --------------------------------------------------------------------------- evaluate, predict
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run ``evaluate``: load a saved model and score it on the test set."""
+    """Run ``evaluate``: load a saved model, score it on the test set, write evaluation.json."""
+    from cifar_tutorial import evaluate, predict
+
     path = Path(args.model_path)
-    if not path.is_file():
-        raise UsageError(f"model file {path} does not exist; train one first with "
-                         "`python -m cifar_tutorial train --out DIR`")
     out = check_output_folder(args.out or path.parent)
-    data = _load_data(argparse.Namespace(**{**vars(args), "val_fraction": 0.0}), 0)
+    model = predict.load_model(path)
+    data = _load_data(args, 0)
     print(data.summary(), flush=True)
-    try:
-        model = keras.models.load_model(path)
-    except Exception as err:  # noqa: BLE001 - any load failure is the user's file
-        raise UsageError(f"{path} cannot be loaded as a Keras model ({err.__class__.__name__}: "
-                         f"{str(err)[:200]})") from None
     evaluation = evaluate.evaluate(model, data, "test", tta=args.tta)
-    metrics = _metrics(evaluation, None, {"model_path": path.name, "source": data.source,
+    metrics = _metrics(evaluation, None, {"model_path": str(path), "source": data.source,
                                           "tta": args.tta})
-    files = [records.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))]
-    files += _write_plots(out, evaluation, data)
+    files = [records.atomic_write_text(out / "evaluation.json", json.dumps(metrics, indent=2))]
+    files += _write_plots(out, evaluation, data, prefix="evaluation-")
     print(f"Test accuracy {evaluation.accuracy:.4f} (loss {evaluation.loss:.4f}) on "
-          f"{len(evaluation.y_true):,} images.")
-    print("Wrote:")
-    for f in files:
-        print(f"  {f}")
+          f"{_plural(len(evaluation.y_true), 'image')}, test-time augmentation {args.tta}.")
+    _print_files(files)
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run ``predict``: the top classes of each image file, readable or as JSON."""
+    from cifar_tutorial import predict
+
+    model = predict.load_model(args.model_path)
+    results = predict.images_probabilities(model, args.images)
+    found: list[dict[str, Any]] = []
+    for image, result in zip(args.images, results):
+        if isinstance(result, predict.ImageError):
+            print(f"error: {result}", file=sys.stderr)
+            continue
+        top = predict.top_k(result, args.top)
+        found.append({"image": image, "top": [{"class": c, "probability": p} for c, p in top]})
+        if not args.json:
+            print(f"{image}:")
+            for name, probability in top:
+                print(f"  {name:<10} {probability:7.1%}")
+    if args.json:
+        print(json.dumps(found, indent=2))
+    return 0 if len(found) == len(args.images) else EXIT_BAD_INPUT
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,13 +545,17 @@ def main(argv: list[str] | None = None) -> int:
     int
         0 on success, 2 for bad input, 3 when training diverged, 130 when interrupted.
     """
+    args = build_parser().parse_args(argv)
+    import_tensorflow(verbose=args.verbose_tf)
     import matplotlib
 
     matplotlib.use("Agg")
-    args = build_parser().parse_args(argv)
+    from cifar_tutorial import train
+
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
     try:
-        return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
-    except (UsageError, cifar_data.DataError, ValueError) as err:
+        return commands[args.command](args)
+    except ValueError as err:  # UsageError, DataError, ModelError, CheckpointError, ...
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except train.TrainingDiverged as err:
@@ -359,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:  # outside the epochs: loading, evaluating, writing
         if args.command == "train":
-            where = Path(args.out) / "checkpoint"
+            where = Path(args.out) / records.CHECKPOINT_DIR
             print(f"\nstopped (Ctrl-C); finished epochs, if any, are kept in {where}. "
                   "Run the same command again to resume.", file=sys.stderr)
         else:
