@@ -34,7 +34,7 @@ Each module follows one part of the story, in the order of the chapters:
   :mod:`cifar_tutorial.saliency` and :mod:`cifar_tutorial.export` -- calibration,
   common corruptions, saliency maps and exported models: can we trust the
   classifier? (chapter 10),
-- :mod:`cifar_tutorial.cli` -- ``python -m cifar_tutorial train|evaluate``.
+- :mod:`cifar_tutorial.cli` -- ``python -m cifar_tutorial train|evaluate|predict``.
 
 Imports go one way: the command line uses the recipes and experiments, which use
 training, which uses the data, models, maths and runtime.
