@@ -507,6 +507,9 @@ def map_grid(
 ) -> Figure:
     """Small images side by side: filters, kernels or feature maps (chapter 5).
 
+    Each map sits in a thin grey frame, so that white pixels at its edge stay
+    visible on a white page.
+
     Parameters
     ----------
     maps : numpy.ndarray
@@ -542,9 +545,15 @@ def map_grid(
                  layout="constrained", dpi=150)
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
     for i, ax in enumerate(axes):
-        ax.set_axis_off()
         if i >= n:
+            ax.set_axis_off()
             continue
+        # A thin frame, no ticks: white pixels stay visible against the page.
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor("0.6")
+            spine.set_linewidth(0.6)
         if maps.ndim == 4:
             ax.imshow(np.clip(maps[i], 0, 1), interpolation="nearest")
         else:

@@ -237,6 +237,9 @@ def test_map_grid_shows_every_map_legibly() -> None:
     assert len(fig.axes) == 8 and len(shown) == 5
     assert [ax.get_title() for ax in shown] == list("abcde")
     assert all(ax.title.get_fontsize() >= 9 for ax in shown)
+    assert all(ax.axison and ax.spines["top"].get_visible() for ax in shown)
+    assert not any(ax.axison for ax in fig.axes if not ax.images)
+    assert not shown[0].get_xticks().size and not shown[0].get_yticks().size
     low, high = shown[0].images[0].get_clim()
     assert high > 0 and low == -high
     assert fig.dpi >= 150
