@@ -48,6 +48,7 @@ __all__ = [
     "load_cifar10",
     "split_validation",
     "class_counts",
+    "to_unit_float",
 ]
 
 Source = Literal["auto", "folder", "tfds"]
@@ -154,12 +155,6 @@ class CifarData:
         if mode == "full":
             return self
         return self.subset(*(smoke if mode == "smoke" else quick))
-
-    def limit_in_smoke_mode(
-        self, train: int = 1024, val: int = 256, test: int = 512
-    ) -> CifarData:
-        """Old name of :meth:`for_run_mode` (smoke sizes only); removed once no chapter uses it."""
-        return self.for_run_mode(smoke=(train, val, test))
 
     def dataset(
         self,
@@ -362,6 +357,18 @@ def split_validation(
     if val_idx:
         is_val[np.concatenate(val_idx)] = True
     return x[~is_val], y[~is_val], x[is_val], y[is_val]
+
+
+def to_unit_float(images: np.ndarray) -> np.ndarray:
+    """Scale images to the float32 ``[0, 1]`` range every model here is given (chapter 4).
+
+    ``uint8`` pixels are divided by 255, as :meth:`CifarData.dataset` does; float
+    images are taken to be in that range already and only cast to float32.
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32)
 
 
 def class_counts(labels: Sequence[int] | np.ndarray, num_classes: int = 10) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cifar_tutorial.data import CifarData
+from cifar_tutorial.data import CifarData, to_unit_float
 from cifar_tutorial.maths import softmax
 from cifar_tutorial.models import outputs_logits
 
@@ -196,7 +196,7 @@ def predict_logits(
     numpy.ndarray
         ``(n, classes)`` float64 logits, averaged over the copies.
     """
-    x = _unit_float(images)
+    x = to_unit_float(images)
     total = None
     for weight, view in tta_views(x, tta):
         out = _predict(model, view, batch_size)
@@ -205,10 +205,6 @@ def predict_logits(
                 out = np.log(_as_distribution(out))
         total = weight * out if total is None else total + weight * out
     return total
-
-
-def _unit_float(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
 
 
 def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -255,7 +251,7 @@ def predict_probabilities(
         # Copies whose heads gave every class zero somewhere leave all logits -inf.
         empty = np.all(np.isneginf(logits), axis=-1, keepdims=True)
         return np.where(empty, 1.0 / logits.shape[-1], softmax(np.where(empty, 0.0, logits)))
-    out = _predict(model, _unit_float(images), batch_size)
+    out = _predict(model, to_unit_float(images), batch_size)
     return softmax(out) if outputs_logits(model) else _as_distribution(out)
 
 

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_tutorial.evaluate import _unit_float  # uint8 / 255, as every prediction does
+from cifar_tutorial.data import to_unit_float
 
 __all__ = [
     "QUANTIZATIONS",
@@ -223,7 +223,7 @@ def convert_to_tflite(
         if calibration_images is None or len(calibration_images) == 0:
             raise ValueError("int8 quantization needs calibration_images: pass a few hundred "
                              "training images (uint8)")
-        unit = _unit_float(np.asarray(calibration_images))
+        unit = to_unit_float(np.asarray(calibration_images))
 
         def representative() -> Iterator[list[np.ndarray]]:
             for image in unit:
@@ -325,7 +325,7 @@ def predict(runner: Runner, images: np.ndarray, batch_size: int = 250) -> np.nda
     numpy.ndarray
         ``(n, classes)`` float64 outputs.
     """
-    x = _unit_float(np.asarray(images))
+    x = to_unit_float(np.asarray(images))
     return np.concatenate([runner(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
@@ -367,7 +367,7 @@ def latency_ms(runner: Runner, image: np.ndarray, repeats: int = 50, warmup: int
     float
         Milliseconds.
     """
-    x = _unit_float(np.asarray(image))[None]
+    x = to_unit_float(np.asarray(image))[None]
     for _ in range(warmup):
         runner(x)
     times = []

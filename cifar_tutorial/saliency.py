@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_tutorial.evaluate import _unit_float  # uint8 / 255, as every prediction does
+from cifar_tutorial.data import to_unit_float
 from cifar_tutorial.models import outputs_logits
 
 __all__ = [
@@ -105,7 +105,7 @@ def _unit_images(images: np.ndarray) -> tf.Tensor:
     x = np.asarray(images)
     if x.ndim != 4:
         raise ValueError(f"expected a batch of images (n, h, w, c), got shape {x.shape}")
-    return tf.convert_to_tensor(_unit_float(x))
+    return tf.convert_to_tensor(to_unit_float(x))
 
 
 def _picked(scores: tf.Tensor, classes: np.ndarray | None) -> tuple[tf.Tensor, np.ndarray]:

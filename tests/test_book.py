@@ -44,6 +44,7 @@ API_MODULES = [
     "cifar_tutorial.calibration",
     "cifar_tutorial.corruptions",
     "cifar_tutorial.saliency",
+    "cifar_tutorial.trust_plots",
     "cifar_tutorial.export",
     "cifar_tutorial.cli",
 ]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
-from matplotlib.text import Text
 
-from cifar_tutorial import calibration, maths, plots
+from cifar_tutorial import calibration, maths
 
 
 def _two_class(confidences, correct) -> tuple[np.ndarray, np.ndarray]:
@@ -145,20 +143,3 @@ def test_fit_temperature_warns_of_a_minimum_at_the_edge() -> None:
         calibration.fit_temperature(np.array([[0.0, -np.inf]]), np.array([1]))
     with pytest.raises(ValueError, match="positive"):
         calibration.temperature_nll(np.zeros((1, 2)), np.array([0]), 0.0)
-
-
-def test_reliability_diagram_fits_the_page() -> None:
-    logits, labels = _sampled(2.0, n=2000)
-    tables = {"before": calibration.reliability_table(maths.softmax(logits), labels),
-              "after": calibration.reliability_table(maths.temperature_softmax(logits, 2.0), labels)}
-    fig = plots.reliability_diagram(tables, ece={"before": 0.2, "after": 0.01})
-    assert isinstance(fig, Figure)
-    assert fig.get_figwidth() <= plots.PAGE_WIDTH
-    assert len(fig.axes) == 4
-    fig.draw_without_rendering()
-    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-    assert texts and min(t.get_fontsize() for t in texts) >= 9
-    assert "ECE 0.200" in fig.axes[0].get_title()
-    assert plots.reliability_diagram({"one": tables["after"]}).get_figwidth() <= plots.PAGE_WIDTH
-    with pytest.raises(ValueError):
-        plots.reliability_diagram({})

@@ -109,24 +109,6 @@ def test_bad_arguments_are_named(call, message) -> None:
         call()
 
 
-def test_corruption_curves_fit_the_page() -> None:
-    from matplotlib.text import Text
-
-    from cifar_tutorial import plots
-
-    curves = {model: {name: np.linspace(0.9, 0.2 + k / 20, 6) for k, name in enumerate(corruptions.CORRUPTIONS)}
-              for model in ("seed CNN", "fast recipe")}
-    fig = plots.corruption_curves(curves)
-    assert fig.get_figwidth() <= plots.PAGE_WIDTH
-    assert len(fig.axes) == 6 and len(fig.axes[0].lines) == 2
-    fig.draw_without_rendering()
-    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-    assert min(t.get_fontsize() for t in texts) >= 9
-    ticks = fig.axes[3].get_xticks()
-    np.testing.assert_array_equal(ticks, np.round(ticks))
-    with pytest.raises(ValueError):
-        plots.corruption_curves({})
-
 
 def test_jpeg_quality_is_read_back(tmp_path) -> None:
     image = Image.fromarray(_photos(1)[0])

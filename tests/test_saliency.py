@@ -135,20 +135,3 @@ def test_saved_and_nested_models(tmp_path: Path) -> None:
         saliency.grad_cam(seed, x, layer="nope")
     with pytest.raises(ValueError, match="one class per image"):
         saliency.grad_cam(seed, x, classes=[1, 2, 3])
-
-
-def test_saliency_grid_fits_the_page() -> None:
-    from matplotlib.text import Text
-
-    from cifar_tutorial import plots
-
-    x, _ = _square_images(6)
-    maps = np.random.default_rng(0).random((6, 32, 32))
-    fig = plots.saliency_grid(x, {"gradient": maps, "Grad-CAM": maps}, titles=["cat→dog 0.91"] * 6)
-    assert fig.get_figwidth() <= plots.PAGE_WIDTH
-    assert len(fig.axes) == 18
-    fig.draw_without_rendering()
-    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-    assert min(t.get_fontsize() for t in texts) >= 9
-    with pytest.raises(ValueError, match="images"):
-        plots.saliency_grid(np.concatenate([x, x]), {"g": np.concatenate([maps, maps])})
