@@ -495,12 +495,12 @@ def train_fast(
 
 def _epoch_line(r: dict[str, float]) -> str:
     line = (
-        f"epoch {r['epoch']:2d}  {r['seconds']:6.1f}s  {r['images_per_s']:6.0f} img/s  "
-        f"loss {r['loss']:.4f}  train_acc {r['accuracy']:.4f}  cpu/wall {r['cpu_per_wall']:.2f}"
+        f"epoch {r['epoch']:2d}  {r['seconds']:5.1f}s  {r['images_per_s']:4.0f} img/s  "
+        f"loss {r['loss']:.4f}  acc {r['accuracy']:.4f}"
     )
     if not math.isnan(r["val_accuracy"]):
         line += f"  test_acc {r['val_accuracy']:.4f}"
-    return line
+    return line + f"  cores {r['cpu_per_wall']:.2f}"  # busy cores: CPU seconds per second
 
 
 def _summary(history: History, hyp: FastHyperparameters, precision: str, steps: int,

@@ -270,13 +270,17 @@ def _fingerprint(model: keras.Model, loop: str, batch_size: int, seed: int, labe
 # --------------------------------------------------------------------------- train
 
 
+SHORT_NAMES = {"accuracy": "acc", "val_accuracy": "val_acc"}
+"""Names of :data:`METRICS` in the one-line epoch log, so that a line fits 78 columns."""
+
+
 def _format_epoch(record: dict, epochs: int) -> str:
     parts = [f"Epoch {int(record['epoch'])}/{epochs}", f"{record['seconds']:.1f}s"]
     for key in METRICS:
         value = record.get(key)
         if value is not None and not math.isnan(value):
-            parts.append(f"{key} {value:.4f}")
-    return " - ".join(parts)
+            parts.append(f"{SHORT_NAMES.get(key, key)} {value:.4f}")
+    return "  ".join(parts)
 
 
 def check_training_args(epochs: int, batch_size: int, num_train: int) -> None:

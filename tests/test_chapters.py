@@ -36,7 +36,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
 
-MAX_WIDTH = 80
+MAX_WIDTH = 78
 """Characters of code or output that fit the text column without a scroll bar."""
 
 MAX_STREAM_LINES = 15

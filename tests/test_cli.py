@@ -495,7 +495,7 @@ def test_both_loops_draw_a_progress_bar_on_a_terminal(folder: Path, tmp_path: Pa
     out = capsys.readouterr().out
     assert code == 0
     assert "\b" in out and "9/9" in out, out[-2000:]
-    assert [line for line in out.splitlines() if line.startswith("Epoch 1/1 - ")]
+    assert [line for line in out.splitlines() if line.startswith("Epoch 1/1  ")]
 
 
 @pytest.mark.slow  # the module's real processes train for about a minute
@@ -503,7 +503,7 @@ def test_quiet_or_no_terminal_gives_one_line_an_epoch(runs: dict[str, Run],
                                                       terminal: dict[str, str]) -> None:
     quiet = terminal["quiet"]
     assert "\b" not in quiet
-    assert [line.split(" - ")[0] for line in quiet.splitlines() if line.startswith("Epoch ")] == [
+    assert [line.split("  ")[0] for line in quiet.splitlines() if line.startswith("Epoch ")] == [
         "Epoch 1/2", "Epoch 2/2"]
     for name, epochs, start in (("a", EPOCHS, "Epoch "), ("fast", FAST_EPOCHS, "epoch ")):
         stdout = runs[name].stdout
