@@ -226,12 +226,11 @@ RUN_COLUMNS: dict[str, str] = {
 RUN_HEADERS: dict[str, str] = {
     "train_acc": "train\nacc",
     "val_acc": "val\nacc",
-    "best_val_acc": "best val\nacc (ep)",
-    "min_val_loss": "min val\nloss (ep)",
+    "best_val_acc": "best val\nacc (epoch)",
+    "min_val_loss": "min val\nloss (epoch)",
     "seconds": "time\n(s)",
 }
-"""The headers of :func:`runs_table`, on two lines (\"ep\": the epoch) so that a row fits 78
-characters."""
+"""The headers of :func:`runs_table`, on two lines so that a row fits 80 characters."""
 
 
 def runs_table(runs: Mapping[str, Experiment | History]) -> str:
@@ -248,7 +247,7 @@ def runs_table(runs: Mapping[str, Experiment | History]) -> str:
         Columns: the last epoch's training and validation accuracy and their gap,
         the best validation accuracy and its epoch, the lowest validation loss and
         its epoch, and the wall time. With run names of up to 25 characters a line
-        is at most 78 characters wide.
+        is at most 80 characters wide.
     """
     rows = []
     for name, run in runs.items():

@@ -4,9 +4,10 @@ Figures are built with the object-oriented Matplotlib API (no global state), so
 they work in notebooks, in tests and in the command line alike.
 
 They are sized for the page: the book is read in a 1280-px browser window whose
-text column is about 670 px wide. A PNG of :data:`DPI` dots per inch is shown at
-one CSS pixel (1/96 inch) per dot, shrunk to the column when wider, so a figure up
-to :data:`PAGE_WIDTH` inches wide keeps its fonts at least at their size in points. So no figure is wider than that, no text is
+text column is about 750 px wide (``_static/page-width.css``). A PNG of :data:`DPI`
+dots per inch is shown at one CSS pixel (1/96 inch) per dot, shrunk to the column
+when wider, so a figure up to :data:`PAGE_WIDTH` inches wide keeps its fonts at
+least at their size in points. So no figure is wider than that, no text is
 smaller than 9 pt (Matplotlib's 10 pt for most of it, :data:`GRID_TITLE_SIZE`
 under small images), no legend has more than :data:`MAX_LEGEND` entries (more
 runs go into more panels), epochs are whole numbers, and images are rendered at
@@ -31,10 +32,10 @@ DPI = 150
 """Resolution of the figures' PNG images, in the notebooks and in the files the
 command line writes: sharp on high-density screens."""
 
-PAGE_WIDTH = 6.7
-"""Widest figure, in inches. At 150 dpi it is about 1,025 px wide with its margins,
-shown in the text column (688 px measured in Chromium at a 1280-px window, about 670
-with a scroll bar) at 670 / 1,025 of that: 1.02 times its size in points."""
+PAGE_WIDTH = 7.5
+"""Widest figure, in inches. At 150 dpi it is about 1,142 px wide with its margins,
+shown in the text column (768 px measured in Chromium at a 1280-px window, about 750
+beside a scroll bar) at 750 / 1,142 of that: 1.03 times its size in points."""
 
 GRID_TITLE_SIZE = 9
 """Font size of the titles under the small images of an image grid, in points."""

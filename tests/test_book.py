@@ -190,3 +190,36 @@ def test_math_is_typeset_in_chromium(html_dir):
             problems.append(f"{page.relative_to(html_dir)}: no math element in the DOM")
         problems += [f"{page.relative_to(html_dir)}: {p}" for p in report.problems()]
     assert not problems, "\n".join(problems)
+
+
+# The book is read in a 1280-px window. A browser with a visible scroll bar gives the
+# text column SCROLL_BAR_PX less than headless Chromium, which hides it.
+WINDOW_PX = 1280
+SCROLL_BAR_PX = 17
+FIGURE_DPI = 150  # cifar_tutorial.plots.DPI: figures are drawn at 150 dots per inch
+CSS_PX_PER_INCH = 96
+
+
+def test_pages_fit_a_1280_px_window(html_dir):
+    """No code block scrolls, and no figure is shrunk below its size in points."""
+    chromium = book_tools.find_chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    pages = [html_dir / f"{doc}.html" for doc in toc_files()]
+    problems, columns = [], []
+    for page in pages:
+        layout = book_tools.page_layout(page, chromium=chromium, width=WINDOW_PX)
+        name = page.relative_to(html_dir)
+        columns.append(layout["column"])
+        problems += [f"{name}: code block wider than the column: {first!r}"
+                     for first in layout["wide_code"]]
+        column = layout["column"] - SCROLL_BAR_PX
+        for _, shown, natural in layout["images"]:
+            # shown at one CSS px per image px, shrunk to the column when wider
+            points_per_point = min(natural, column) / natural * FIGURE_DPI / CSS_PX_PER_INCH
+            if points_per_point < 1.0:
+                problems.append(f"{name}: a {natural}-px figure shows at {min(natural, column)} "
+                                f"px, {points_per_point:.2f} of its size in points")
+    assert not problems, "\n".join(problems)
+    # the stylesheet _static/page-width.css gives the column its width
+    assert min(columns) >= 750, columns

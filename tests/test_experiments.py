@@ -57,17 +57,17 @@ def test_text_table_splits_headers_over_lines() -> None:
     assert len(lines[1]) == len("name") + 2 + len("accuracy")
 
 
-def test_runs_table_has_one_line_per_run_and_fits_78_characters() -> None:
+def test_runs_table_has_one_line_per_run_and_fits_80_characters() -> None:
     runs = {
         "plain": _history([0.5, 0.9], [0.5, 0.55], [1.3, 1.5]),
         "a name of 25 characters..": _history([0.4, 0.6], [0.45, 0.6], [1.4, 1.2]),
     }
     lines = experiments.runs_table(runs).splitlines()
     assert len(lines) == 5
-    assert "best val" in lines[0] and lines[1].startswith("run") and "acc (ep)" in lines[1]
+    assert "best val" in lines[0] and lines[1].startswith("run") and "acc (epoch)" in lines[1]
     assert lines[3].startswith("plain") and "0.550 (2)" in lines[3] and "1.300 (1)" in lines[3]
     assert "+0.350" in lines[3] and "+0.000" in lines[4]
-    assert max(map(len, lines)) <= 78, max(map(len, lines))
+    assert max(map(len, lines)) <= 80, max(map(len, lines))
 
 
 def test_run_experiment_is_reproducible(tiny_data) -> None:

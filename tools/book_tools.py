@@ -9,11 +9,14 @@ imported from ``tasks.py`` before anything else is installed.
   check the static HTML.
 - :func:`find_chromium` and :func:`rendered_dom` load a page in headless Chromium and
   return the DOM after its scripts (MathJax) ran; :func:`math_problems` reads it.
+- :func:`page_layout` measures a page as laid out in a browser window: the text
+  column, code blocks wider than their box, and how much each image is shrunk.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -425,6 +429,63 @@ def screenshot(
     if proc.returncode != 0 or not png.is_file():
         raise RuntimeError(f"chromium screenshot failed (exit {proc.returncode})")
     return png
+
+
+_LAYOUT_SCRIPT = """<script>window.addEventListener("load", function () {
+  var column = document.querySelector("article.bd-article");
+  var style = getComputedStyle(column);
+  var blocks = Array.from(document.querySelectorAll("div.highlight pre"));
+  var report = {
+    column: column.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight),
+    wide_code: blocks.filter(function (pre) { return pre.scrollWidth > pre.clientWidth + 1; })
+      .map(function (pre) { return pre.textContent.split("\\n")[0].slice(0, 60); }),
+    images: Array.from(document.querySelectorAll(".cell_output img")).map(function (img) {
+      return [img.getAttribute("alt") || "", img.clientWidth, img.naturalWidth]; })
+  };
+  var out = document.createElement("pre");
+  out.id = "page-layout-report";
+  out.textContent = JSON.stringify(report);
+  document.body.appendChild(out);
+});</script>"""
+
+
+def page_layout(
+    page: Path, *, chromium: str | None = None, width: int = 1280, budget_ms: int = 5000
+) -> dict:
+    """Lay ``page`` out in a ``width``-px window of headless Chromium and measure it.
+
+    A copy of the page with a measuring script is written beside it (so that its
+    styles and images load as the page's own), loaded without scroll bars, and removed.
+
+    Returns
+    -------
+    dict
+        ``column``: the text column's width in CSS px (inside the article's padding);
+        ``wide_code``: the first line of every code block wider than its box (one that
+        would scroll); ``images``: ``[alt, shown width, natural width]`` for every image
+        in a cell output, in px.
+    """
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("no chromium executable found")
+    page = Path(page)
+    probe = page.with_name(f".layout-probe-{page.name}")
+    text = page.read_text(encoding="utf-8")
+    probe.write_text(text.replace("</body>", _LAYOUT_SCRIPT + "</body>", 1), encoding="utf-8")
+    try:
+        proc = _run_chromium(
+            chromium,
+            [f"--virtual-time-budget={budget_ms}", f"--window-size={width},1000", "--dump-dom",
+             probe.resolve().as_uri()],
+            CHROMIUM_TIMEOUT_S,
+        )
+    finally:
+        probe.unlink(missing_ok=True)
+    found = re.search(r'<pre id="page-layout-report"[^>]*>(.*?)</pre>', proc.stdout, re.S)
+    if proc.returncode != 0 or found is None:
+        raise RuntimeError(f"chromium could not lay out {page} (exit {proc.returncode}): "
+                           f"{proc.stderr[-2000:]}")
+    return json.loads(unescape(found.group(1)))
 
 
 class _MathParser(HTMLParser):
