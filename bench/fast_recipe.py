@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loaded {len(x_train)} train / {len(x_test)} test images in {load_time:.1f}s", flush=True)
 
     precision = runtime.choose_precision(args.precision)
+    cpu = runtime.describe_cpu()
+    print(f"{cpu['cpu_model']}, {cpu['cores_available']} cores, bfloat16: "
+          f"{cpu['matrix_extensions']}, precision {precision}", flush=True)
     hyp = recipes.FastHyperparameters(
         epochs=args.epochs, batch_size=args.batch_size,
         widths=tuple(int(w) for w in args.widths.split(",")),
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": load_before,
         "loadavg_after": load_after,
         "cpu_count": os.cpu_count(),
+        "machine": runtime.describe_cpu(),
         "python": platform.python_version(),
         "argv": sys.argv,
     }

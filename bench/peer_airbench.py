@@ -133,36 +133,11 @@ def loader_arrays(
     }
 
 
-def matrix_extensions(flags: set[str]) -> str:
-    """Name the bfloat16 matrix extension a CPU offers: AMX-BF16, AVX512-BF16 or neither."""
-    if "amx_bf16" in flags:
-        return "AMX-BF16"
-    if "avx512_bf16" in flags:
-        return "AVX512-BF16"
-    return "neither"
-
-
 def describe_machine(threads: int) -> dict[str, Any]:
-    """CPU model, cores, matrix extensions and platform of this machine."""
-    from cifar_tutorial.runtime import cpu_flags
+    """CPU model, cores, matrix extensions and platform of this machine, and torch's threads."""
+    from cifar_tutorial.runtime import describe_cpu
 
-    model = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    flags = cpu_flags()
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "matrix_extensions": matrix_extensions(flags),
-        "avx512f": "avx512f" in flags,
-        "torch_threads": threads,
-        "platform": platform.platform(),
-    }
+    return {**describe_cpu(), "torch_threads": threads}
 
 
 class WallClockEvent:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -28,6 +29,8 @@ __all__ = [
     "describe_run",
     "set_seed",
     "cpu_flags",
+    "matrix_extensions",
+    "describe_cpu",
     "bf16_supported",
     "PRECISIONS",
     "choose_precision",
@@ -188,6 +191,57 @@ def cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+def matrix_extensions(flags: set[str] | None = None) -> str:
+    """Name the bfloat16 matrix extension a CPU offers, the fastest first (chapter 8).
+
+    Parameters
+    ----------
+    flags : set of str, optional
+        CPU flags; this machine's (:func:`cpu_flags`) by default.
+
+    Returns
+    -------
+    str
+        ``"AMX-BF16"`` (tile matrix units), ``"AVX512-BF16"`` (vector dot products)
+        or ``"neither"``.
+    """
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:
+        return "AMX-BF16"
+    if "avx512_bf16" in flags:
+        return "AVX512-BF16"
+    return "neither"
+
+
+def describe_cpu() -> dict[str, Any]:
+    """This machine's CPU as the benchmarks record it beside every timing (chapter 8).
+
+    Returns
+    -------
+    dict
+        ``cpu_model`` (from ``/proc/cpuinfo``), ``cpu_count``, ``cores_available``
+        (to this process), ``matrix_extensions`` (:func:`matrix_extensions`),
+        ``avx512f`` and ``platform``.
+    """
+    model = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    flags = cpu_flags()
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "cores_available": (len(os.sched_getaffinity(0))
+                            if hasattr(os, "sched_getaffinity") else None),
+        "matrix_extensions": matrix_extensions(flags),
+        "avx512f": "avx512f" in flags,
+        "platform": platform.platform(),
+    }
 
 
 def bf16_supported() -> bool:

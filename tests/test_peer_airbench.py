@@ -54,10 +54,11 @@ def test_loader_arrays_refuses_what_airbench_cannot_read(peer, images, labels, l
     assert words in str(err.value)
 
 
-def test_matrix_extensions_prefers_amx(peer) -> None:
-    assert peer.matrix_extensions({"avx512f", "amx_bf16", "avx512_bf16"}) == "AMX-BF16"
-    assert peer.matrix_extensions({"avx512f", "avx512_bf16"}) == "AVX512-BF16"
-    assert peer.matrix_extensions({"avx2", "avx512f"}) == "neither"
+def test_the_machine_is_described_with_its_matrix_extensions(peer) -> None:
+    machine = peer.describe_machine(threads=2)
+    assert machine["torch_threads"] == 2
+    assert machine["matrix_extensions"] in ("AMX-BF16", "AVX512-BF16", "neither")
+    assert machine["cpu_count"] >= 1 and machine["cpu_model"]
 
 
 def test_epoch_rows_from_cumulative_library_timer(peer) -> None:
