@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import dataclasses
 
     from cifar_tutorial import recipes, runtime
+    from cifar_tutorial.records import portable_argv, portable_path
     from cifar_tutorial.data import read_image_folder
 
     t0 = time.perf_counter()
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"final test accuracy, TTA {level}: {accuracy:.4f}")
 
     result: dict[str, Any] = {
-        "args": vars(args),
+        "args": {**vars(args), "data_dir": portable_path(args.data_dir)},
         "hyperparameters": dataclasses.asdict(hyp),
         "history": history.to_dict(),
         "load_time_s": load_time,
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "machine": runtime.describe_cpu(),
         "python": platform.python_version(),
-        "argv": sys.argv,
+        "argv": portable_argv(sys.argv),
     }
     try:
         import keras

@@ -430,6 +430,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for level, acc in test_acc.items():
         print(f"final test accuracy, TTA level {level}: {acc:.4f}")
 
+    from cifar_tutorial.records import portable_argv, portable_path
+
     versions = {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -443,8 +445,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         versions["tensorflow (image decoding)"] = tf.__version__
     return {
         "benchmark": "airbench94 (airbench.train94), the reference implementation, on the CPU",
-        "args": vars(args),
-        "argv": sys.argv,
+        "args": {**vars(args), "data_dir": portable_path(args.data_dir)},
+        "argv": portable_argv(sys.argv),
         "hyperparameters": hyp,
         "epochs": epochs,
         "adaptations": [
@@ -455,7 +457,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"torchvision: {torchvision_version}",
         ],
         "seed": args.seed,
-        "data": {"dir": args.data_dir, "train_images": n_train, "test_images": n_test, "load_time_s": load_time},
+        "data": {"dir": portable_path(args.data_dir), "train_images": n_train, "test_images": n_test, "load_time_s": load_time},
         "per_epoch": epochs_table,
         "test_acc": test_acc,
         "test_acc_library_final": {"0": trained[-1]["val_acc"], str(hyp["net"]["tta_level"]): final[-1]["tta_val_acc"]},

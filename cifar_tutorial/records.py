@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["History", "CHECKPOINT_DIR", "Checkpoint", "CheckpointError", "check_output_folder"]
+__all__ = ["History", "CHECKPOINT_DIR", "Checkpoint", "CheckpointError", "check_output_folder",
+           "portable_path", "portable_argv"]
 
 CHECKPOINT_DIR = "checkpoint"
 """The folder, inside a run's output folder, that holds its :class:`Checkpoint`."""
@@ -273,3 +274,25 @@ class Checkpoint:
     def file(self, state: dict[str, Any]) -> Path:
         """The epoch's file that ``state`` names."""
         return self.folder / state["weights"]
+
+
+def portable_path(path: str | os.PathLike, start: str | os.PathLike = ".") -> str:
+    """``path`` relative to ``start`` (the project root), as results files record it.
+
+    A benchmark's JSON names its data folder; written relative to the project
+    (``../shared/data/cifar10-jpeg``) it says the same on every machine and holds
+    no machine's absolute path.
+    """
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(start))
+
+
+def portable_argv(argv: list[str], start: str | os.PathLike = ".") -> list[str]:
+    """A command line with every absolute path (also in ``--opt=/path``) made relative."""
+    def one(arg: str) -> str:
+        name, eq, value = arg.partition("=")
+        if eq and os.path.isabs(value):
+            return f"{name}={portable_path(value, start)}"
+        return portable_path(arg, start) if os.path.isabs(arg) else arg
+
+    return [one(arg) for arg in argv]
+

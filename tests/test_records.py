@@ -110,3 +110,15 @@ def test_check_output_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot write to output folder") as info:
         check_output_folder(tmp_path / "file" / "out")
     assert "choose a folder you can write to" in str(info.value)
+
+
+def test_portable_paths_hold_no_absolute_path(tmp_path) -> None:
+    from cifar_tutorial.records import portable_argv, portable_path
+
+    data = tmp_path / "shared" / "data"
+    start = tmp_path / "project"
+    assert portable_path(data, start) == os.path.join("..", "shared", "data")
+    argv = ["bench/x.py", "--data-dir", str(data), f"--out={start / 'r.json'}", "--seed", "0"]
+    assert portable_argv(argv, start) == [
+        "bench/x.py", "--data-dir", os.path.join("..", "shared", "data"), "--out=r.json",
+        "--seed", "0"]
