@@ -1,0 +1,195 @@
+"""The benchmarks page's comparison tables and time-to-accuracy figure, from ``bench/results/``.
+
+Every number the page shows about the fast recipe and the reference comes from the
+JSON files the benchmarks wrote; this script reads them and prints the page's
+Markdown tables (``tests/test_bench_report.py`` checks that the page holds exactly
+these lines), and draws the figure::
+
+    .venv/bin/python bench/report.py                       # the tables
+    .venv/bin/python bench/report.py --figure chapters/images/time_to_accuracy.png
+
+Runs of our recipe are ``fast_recipe_*.json`` (``bench/fast_recipe.py``, two formats:
+the current one with a ``History`` and the earlier one with per-epoch lists), runs
+of the reference are ``peer_airbench_*.json`` (``bench/peer_airbench.py``), and the
+seed CNN's are in ``seed_cnn.json`` (``bench/seed_cnn.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LEVELS = ("none", "flip", "flip_shift")
+"""Test-time augmentation levels, as :data:`cifar_tutorial.evaluate.TTA_LEVELS` names
+them; airbench calls them 0, 1 and 2 and computes the same views."""
+
+
+@dataclasses.dataclass
+class Run:
+    """One recorded training run, in the terms the page compares."""
+
+    implementation: str
+    file: str
+    seed: int
+    epochs: float
+    batch_size: int
+    precision: str
+    steps: int
+    train_seconds: float
+    accuracy: dict[str, float]
+    curve: list[tuple[float, float]]  # (minutes of training, test accuracy) after each epoch
+    cpu: str | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.steps * self.batch_size / self.train_seconds
+
+
+def load_ours(path: Path) -> Run:
+    """A run of ``bench/fast_recipe.py`` (either of its two formats)."""
+    d = json.loads(path.read_text(encoding="utf-8"))
+    h = d["history"]
+    machine = d.get("machine") or {}
+    cpu = machine.get("matrix_extensions")
+    if "records" in h:  # the History of cifar_tutorial.records
+        s = h["summary"]
+        curve = [(r["elapsed_seconds"] / 60, r["val_accuracy"]) for r in h["records"]]
+        return Run("fast recipe (ours)", path.name, int(d["args"]["seed"]), float(s["epochs"]),
+                   int(s["batch_size"]), s["precision"], int(s["steps"]),
+                   float(s["train_seconds"]), dict(s["accuracy"]), curve, cpu)
+    curve = [(t / 60, a) for t, a in zip(h["elapsed_train_time"], h["test_acc"])]
+    accuracy = {"none": h["test_acc_final"], "flip": h["test_acc_tta"],
+                "flip_shift": h["test_acc_tta2"]}
+    return Run("fast recipe (ours)", path.name, int(d["args"]["seed"]), float(h["epochs"]),
+               int(h["batch_size"]), h["precision"], int(h["steps"]), float(h["train_time"]),
+               accuracy, curve, cpu)
+
+
+def load_peer(path: Path) -> Run:
+    """A run of ``bench/peer_airbench.py``: airbench94 on the same images."""
+    d = json.loads(path.read_text(encoding="utf-8"))
+    elapsed, curve = 0.0, []
+    for row in d["per_epoch"]:
+        elapsed += row["train_time_s"]
+        curve.append((elapsed / 60, row["test_acc"]))
+    accuracy = {level: d["test_acc"][str(i)] for i, level in enumerate(LEVELS)}
+    return Run("airbench94 (reference)", path.name, int(d["seed"]), float(d["epochs"]),
+               int(d["batch_size"]), "float32", int(d["train_steps"]), float(d["train_time_s"]),
+               accuracy, curve, d["machine"].get("matrix_extensions"))
+
+
+def load_runs(results: Path = RESULTS, pattern: str = "*") -> list[Run]:
+    """Every recorded run of our recipe and of the reference whose name matches ``pattern``."""
+    runs = [load_ours(p) for p in sorted(results.glob(f"fast_recipe_{pattern}.json"))]
+    runs += [load_peer(p) for p in sorted(results.glob(f"peer_airbench_{pattern}.json"))]
+    return runs
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def runs_table(runs: Sequence[Run]) -> list[str]:
+    """Markdown lines: one row per run, and the mean of each group of seeds."""
+    head = ["run", "seed", "epochs", "batch", "precision", "training", "images/s",
+            "test acc.", "flip TTA", "flip + shift TTA"]
+    lines = [_row(head), _row(["---"] + ["---:"] * (len(head) - 1))]
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.implementation, run.epochs, run.batch_size, run.precision),
+                          []).append(run)
+    for (name, epochs, batch, precision), members in groups.items():
+        for run in sorted(members, key=lambda r: r.seed):
+            lines.append(_row([
+                name, str(run.seed), f"{epochs:g}", str(batch), precision,
+                f"{run.train_seconds / 60:.1f} min", f"{run.images_per_s:.0f}",
+                *(f"{run.accuracy[level]:.4f}" for level in LEVELS)]))
+        if len(members) > 1:
+            mean = {level: statistics.mean(r.accuracy[level] for r in members) for level in LEVELS}
+            minutes = statistics.mean(r.train_seconds for r in members) / 60
+            speed = statistics.mean(r.images_per_s for r in members)
+            lines.append(_row([
+                f"**mean of {len(members)}**", "", f"{epochs:g}", str(batch), precision,
+                f"{minutes:.1f} min", f"{speed:.0f}",
+                *(f"**{mean[level]:.4f}**" for level in LEVELS)]))
+    return lines
+
+
+def gap_table(ours: Sequence[Run], reference: Sequence[Run]) -> list[str]:
+    """Markdown lines: mean test accuracy of both at each TTA level, and ours minus theirs."""
+    if not ours or not reference:
+        return []
+    lines = [_row(["TTA level", f"ours (mean of {len(ours)})",
+                   f"reference (mean of {len(reference)})", "ours − reference"]),
+             _row(["---", "---:", "---:", "---:"])]
+    for level in LEVELS:
+        a = statistics.mean(r.accuracy[level] for r in ours)
+        b = statistics.mean(r.accuracy[level] for r in reference)
+        lines.append(_row([level.replace("_", " + "), f"{a:.4f}", f"{b:.4f}",
+                           f"{100 * (a - b):+.2f} points"]))
+    return lines
+
+
+def seed_cnn_points(results: Path = RESULTS) -> list[tuple[float, float]]:
+    """(minutes of training, test accuracy) of each recorded 20-epoch seed CNN run."""
+    path = results / "seed_cnn.json"
+    if not path.exists():
+        return []
+    return [(r["train_seconds"] / 60, r["test_accuracy"])
+            for r in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]]):
+    """Test accuracy after each epoch against minutes of training, one line per run."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    styles = {"fast recipe (ours)": "C0", "airbench94 (reference)": "C3"}
+    labelled = set()
+    for run in runs:
+        key = (run.implementation, run.epochs)
+        label = f"{run.implementation}, {run.epochs:g} epochs" if key not in labelled else None
+        labelled.add(key)
+        minutes, accuracy = zip(*run.curve)
+        ax.plot(minutes, accuracy, marker="o", markersize=3, color=styles[run.implementation],
+                label=label)
+    if seed_cnn:
+        minutes, accuracy = zip(*seed_cnn)
+        ax.plot(minutes, accuracy, "s", color="C2", label="seed CNN, 20 epochs (end)")
+    ax.set_xlabel("minutes of training (2 CPU cores)")
+    ax.set_ylabel("test accuracy (no TTA)")
+    ax.set_ylim(0.5, 1.0)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the page's tables; with ``--figure``, also draw the figure there."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--figure", type=Path, help="write the time-to-accuracy PNG here")
+    args = parser.parse_args(argv)
+    equal = load_runs(pattern="9.9ep_*") + load_runs(pattern="seed*")
+    ours = [r for r in equal if r.implementation.startswith("fast") and r.epochs == 9.9]
+    reference = [r for r in equal if r.implementation.startswith("airbench")]
+    print("\n".join(runs_table(ours + reference)))
+    print()
+    print("\n".join(gap_table(ours, reference)))
+    if args.figure:
+        fig = time_to_accuracy(ours + reference, seed_cnn_points())
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.figure, dpi=150, bbox_inches="tight")
+        print(f"\nwrote {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

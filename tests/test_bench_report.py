@@ -1,0 +1,76 @@
+"""bench/report.py: the benchmarks page's comparison tables come from bench/results/."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "chapters" / "benchmarks.md"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("report", ROOT / "bench" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["report"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["report"]
+
+
+def _ours(path: Path, seed: int, accuracy: dict[str, float]) -> Path:
+    records = [{"epoch": e, "val_accuracy": 0.5 + e / 10, "elapsed_seconds": 60.0 * e}
+               for e in (1, 2)]
+    summary = {"epochs": 9.9, "batch_size": 512, "precision": "float32", "steps": 10,
+               "train_seconds": 120.0, "accuracy": accuracy}
+    path.write_text(json.dumps({"args": {"seed": seed}, "machine": {"matrix_extensions": "neither"},
+                                "history": {"records": records, "summary": summary}}))
+    return path
+
+
+def _peer(path: Path, seed: int, accuracy: Sequence[float]) -> Path:
+    per_epoch = [{"test_acc": 0.6, "train_time_s": 30.0}, {"test_acc": 0.7, "train_time_s": 30.0}]
+    path.write_text(json.dumps({
+        "seed": seed, "epochs": 9.9, "batch_size": 1024, "train_steps": 5, "train_time_s": 60.0,
+        "per_epoch": per_epoch, "test_acc": {str(i): a for i, a in enumerate(accuracy)},
+        "machine": {"matrix_extensions": "neither"}}))
+    return path
+
+
+def test_tables_and_gap_from_both_formats(report, tmp_path: Path) -> None:
+    _ours(tmp_path / "fast_recipe_9.9ep_seed0.json", 0, {"none": 0.90, "flip": 0.91, "flip_shift": 0.92})
+    _ours(tmp_path / "fast_recipe_9.9ep_seed1.json", 1, {"none": 0.92, "flip": 0.93, "flip_shift": 0.94})
+    _peer(tmp_path / "peer_airbench_seed0.json", 0, [0.91, 0.92, 0.935])
+    runs = report.load_runs(tmp_path)
+    ours = [r for r in runs if r.implementation.startswith("fast")]
+    peer = [r for r in runs if r.implementation.startswith("airbench")]
+    assert len(ours) == 2 and len(peer) == 1
+    assert ours[0].images_per_s == pytest.approx(10 * 512 / 120)
+    assert peer[0].curve == [(0.5, 0.6), (1.0, 0.7)]  # minutes are cumulative
+    table = report.runs_table(runs)
+    assert len(table) == 2 + 2 + 1 + 1  # header, rule, two seeds, their mean, the reference
+    assert "**0.9100**" in table[4] and "**mean of 2**" in table[4]
+    gap = report.gap_table(ours, peer)
+    assert gap[2].startswith("| none | 0.9100 | 0.9100 | +0.00 points")
+    assert gap[4].endswith("| 0.9300 | 0.9350 | -0.50 points |")
+    fig = report.time_to_accuracy(runs, [(6.0, 0.61)])
+    assert len(fig.axes[0].get_legend().get_texts()) == 3  # seeds share their line's entry
+
+
+def test_the_page_shows_the_recorded_comparison(report) -> None:
+    runs = report.load_runs(pattern="9.9ep_*") + report.load_runs(pattern="seed*")
+    ours = [r for r in runs if r.implementation.startswith("fast") and r.epochs == 9.9]
+    reference = [r for r in runs if r.implementation.startswith("airbench")]
+    if not ours or not reference:
+        pytest.skip("bench/results holds no equal-epoch runs of both implementations yet")
+    page = PAGE.read_text(encoding="utf-8")
+    missing = [line for line in report.runs_table(ours + reference) + report.gap_table(ours, reference)
+               if line not in page]
+    assert not missing, ("chapters/benchmarks.md differs from bench/report.py's tables; paste "
+                         "its output:\n" + "\n".join(missing))
