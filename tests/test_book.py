@@ -201,7 +201,8 @@ CSS_PX_PER_INCH = 96
 
 
 def test_pages_fit_a_1280_px_window(html_dir):
-    """No code block scrolls, and no figure is shrunk below its size in points."""
+    """No code block, table or formula is wider than the column, and no figure is shrunk
+    below its size in points."""
     chromium = book_tools.find_chromium()
     if chromium is None:
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
@@ -213,6 +214,10 @@ def test_pages_fit_a_1280_px_window(html_dir):
         columns.append(layout["column"])
         problems += [f"{name}: code block wider than the column: {first!r}"
                      for first in layout["wide_code"]]
+        problems += [f"{name}: table wider than the column: {first!r}"
+                     for first in layout["wide_tables"]]
+        problems += [f"{name}: formula wider than the column: {first!r}"
+                     for first in layout["wide_math"]]
         column = layout["column"] - SCROLL_BAR_PX
         for _, shown, natural in layout["images"]:
             # shown at one CSS px per image px, shrunk to the column when wider

@@ -435,10 +435,18 @@ _LAYOUT_SCRIPT = """<script>window.addEventListener("load", function () {
   var column = document.querySelector("article.bd-article");
   var style = getComputedStyle(column);
   var blocks = Array.from(document.querySelectorAll("div.highlight pre"));
+  var right = column.getBoundingClientRect().right - parseFloat(style.paddingRight);
+  function beyond(el) {  // wider than its box, or reaching past the column
+    return el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().right > right + 1;
+  }
+  function start(el) { return el.textContent.replace(/\\s+/g, " ").trim().slice(0, 60); }
   var report = {
     column: column.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight),
     wide_code: blocks.filter(function (pre) { return pre.scrollWidth > pre.clientWidth + 1; })
       .map(function (pre) { return pre.textContent.split("\\n")[0].slice(0, 60); }),
+    wide_tables: Array.from(column.querySelectorAll("table")).filter(beyond).map(start),
+    wide_math: Array.from(column.querySelectorAll("div.math, mjx-container[display=true]"))
+      .filter(beyond).map(start),
     images: Array.from(document.querySelectorAll(".cell_output img")).map(function (img) {
       return [img.getAttribute("alt") || "", img.clientWidth, img.naturalWidth]; })
   };
@@ -450,7 +458,7 @@ _LAYOUT_SCRIPT = """<script>window.addEventListener("load", function () {
 
 
 def page_layout(
-    page: Path, *, chromium: str | None = None, width: int = 1280, budget_ms: int = 5000
+    page: Path, *, chromium: str | None = None, width: int = 1280, budget_ms: int = 15000
 ) -> dict:
     """Lay ``page`` out in a ``width``-px window of headless Chromium and measure it.
 
@@ -462,7 +470,8 @@ def page_layout(
     dict
         ``column``: the text column's width in CSS px (inside the article's padding);
         ``wide_code``: the first line of every code block wider than its box (one that
-        would scroll); ``images``: ``[alt, shown width, natural width]`` for every image
+        would scroll); ``wide_tables`` and ``wide_math``: the start of every table and
+        displayed formula wider than its box or the column; ``images``: ``[alt, shown width, natural width]`` for every image
         in a cell output, in px.
     """
     chromium = chromium or find_chromium()
