@@ -55,7 +55,7 @@ class ReliabilityTable:
 
     @property
     def gap(self) -> np.ndarray:
-        """``accuracy - confidence`` per bin: negative where the model is over-confident."""
+        """The gap ``accuracy - confidence`` per bin, negative where it is over-confident."""
         return self.accuracy - self.confidence
 
     def to_text(self, skip_empty: bool = True) -> str:

@@ -44,7 +44,7 @@ EXIT_INTERRUPTED = 130
 # tests/test_cli.py checks that they equal the package's own (models.MODELS plus
 # "fast", models.HEADS, distribute.STRATEGIES and REFERENCE_BATCH, evaluate.TTA_LEVELS).
 MODELS: tuple[str, ...] = ("seed", "vgg_bn", "fast")
-"""The models ``train --model`` offers: those of :func:`cifar_tutorial.models.build_model`
+"""The models ``train --model`` offers, those of :func:`cifar_tutorial.models.build_model`
 and the fast recipe of :mod:`cifar_tutorial.recipes`."""
 HEADS: tuple[str, ...] = ("softmax", "softmax_base", "l2", "l1_relu", "logits")
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
@@ -61,7 +61,7 @@ FAST_REFUSES: dict[str, tuple[str, str]] = {
     "early_stopping": ("--early-stopping", "it records no validation loss to watch"),
     "strategy": ("--strategy", "it trains on one device"),
 }
-"""``train`` options that ``--model fast`` refuses: argument name -> (option, why).
+"""The ``train`` options that ``--model fast`` refuses, argument name -> (option, why).
 It uses the others, ``--no-resume`` included."""
 
 

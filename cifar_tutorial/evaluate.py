@@ -62,7 +62,7 @@ class Evaluation:
 
     @property
     def confusion(self) -> np.ndarray:
-        """Confusion matrix: row = true class, column = predicted class."""
+        """The confusion matrix, one row per true class and one column per predicted class."""
         k = len(self.class_names)
         return confusion_matrix(self.y_true, self.y_pred, k)
 
@@ -128,8 +128,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 TTA_LEVELS: tuple[str, ...] = ("none", "flip", "flip_shift")
-"""Levels of test-time augmentation (chapter 8): the image alone; the image and its
-mirror image; and these two for the image and for copies shifted by one pixel."""
+"""Levels of test-time augmentation (chapter 8), from the image alone, to the image and
+its mirror image, to these two for the image and for copies shifted by one pixel."""
 
 
 def tta_views(images: np.ndarray, tta: str = "none") -> Iterator[tuple[float, np.ndarray]]:

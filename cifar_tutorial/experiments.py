@@ -435,7 +435,7 @@ class Comparison:
 
     @property
     def relative_difference(self) -> float:
-        """``max_difference / max_update``: disagreement per unit of training progress."""
+        """The disagreement per unit of training progress, ``max_difference / max_update``."""
         return self.max_difference / self.max_update if self.max_update > 0 else float("inf")
 
 

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 QUANTIZATIONS: tuple[str, ...] = ("float32", "int8")
-"""TensorFlow Lite variants: float32 weights and arithmetic, or int8 weights and
+"""TensorFlow Lite variants, float32 weights and arithmetic or int8 weights and
 activations (post-training quantization) with a float32 input and output."""
 
 Runner = Callable[[np.ndarray], np.ndarray]

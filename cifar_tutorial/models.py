@@ -22,8 +22,8 @@ import numpy as np
 from keras import layers, ops
 
 HEADS: tuple[str, ...] = ("softmax", "softmax_base", "l2", "l1_relu", "logits")
-"""Output heads: softmax, softmax with base ``b``, division by the L2 norm, ReLU
-then division by the L1 norm, and raw logits."""
+"""Output heads, in the order of chapter 3 (softmax, softmax with base ``b``, division
+by the L2 norm, ReLU then division by the L1 norm, and raw logits)."""
 
 MODELS: tuple[str, ...] = ("seed", "vgg_bn")
 """Names accepted by :func:`build_model`."""

@@ -41,7 +41,7 @@ GRID_TITLE_SIZE = 9
 """Font size of the titles under the small images of an image grid, in points."""
 
 MIN_CELL = 0.75
-"""Narrowest image of a grid, in inches: a 9-pt class name ("automobile") fits."""
+"""Narrowest image of a grid, in inches, in which a 9-pt class name ("automobile") fits."""
 
 MAX_LEGEND = 6
 """Most entries in one legend; more runs are split into panels."""

@@ -25,10 +25,10 @@ from cifar_tutorial.data import CLASS_NAMES, IMAGE_SHAPE
 from cifar_tutorial.evaluate import predict_probabilities
 
 BACKGROUND: tuple[int, int, int] = (255, 255, 255)
-"""Colour that transparent pixels are composited on: white."""
+"""The colour that transparent pixels are composited on (white)."""
 
 RESAMPLING = Image.Resampling.LANCZOS
-"""Pillow's Lanczos filter: it widens with the reduction factor, so shrinking a
+"""Pillow's Lanczos filter, which widens with the reduction factor, so shrinking a
 large photo averages over every source pixel instead of skipping most of them
 (no aliasing), and it keeps edges sharper than a box average."""
 

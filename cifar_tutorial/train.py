@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 DIVERGED_LOSS = 1e4
-"""A mean loss above this counts as diverged, like NaN: cross-entropy starts near
+"""A mean loss above this counts as diverged, like NaN. Cross-entropy starts near
 ``ln 10 = 2.3``, and a finite loss of 1e21 (Adam with a learning rate of 1000) means
 the weights have blown up for good."""
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")

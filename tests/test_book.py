@@ -162,6 +162,15 @@ def test_api_reference_shows_only_the_public_api(html_dir):
         assert f'id="cifar_tutorial.{public}"' in api, public
 
 
+def test_api_types_are_types(html_dir):
+    # napoleon reads a constant's docstring up to its first ": " as the constant's type
+    text = html.unescape(re.sub(r"<[^>]+>", "", (html_dir / "api.html").read_text(encoding="utf-8")))
+    types = re.findall(r"^Type:\n+(.+)$", text, flags=re.M)
+    assert types, "the API page shows no attribute types"
+    prose = [t for t in types if len(t.split()) > 4]
+    assert not prose, f"docstrings read as types (reword their first line): {prose}"
+
+
 def test_bibliography_lists_every_entry(html_dir):
     bib = (ROOT / "references.bib").read_text(encoding="utf-8")
     keys = re.findall(r"^@\w+\{([^,\s]+),", bib, flags=re.M)
