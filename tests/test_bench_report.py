@@ -47,10 +47,10 @@ def test_tables_and_gap_from_both_formats(report, tmp_path: Path) -> None:
     _ours(tmp_path / "fast_recipe_9.9ep_seed0.json", 0, {"none": 0.90, "flip": 0.91, "flip_shift": 0.92})
     _ours(tmp_path / "fast_recipe_9.9ep_seed1.json", 1, {"none": 0.92, "flip": 0.93, "flip_shift": 0.94})
     _peer(tmp_path / "peer_airbench_seed0.json", 0, [0.91, 0.92, 0.935])
-    runs = report.load_runs(tmp_path)
-    ours = [r for r in runs if r.implementation.startswith("fast")]
-    peer = [r for r in runs if r.implementation.startswith("airbench")]
-    assert len(ours) == 2 and len(peer) == 1
+    _ours(tmp_path / "fast_recipe_9.9ep_b1024_seed0.json", 0, {"none": 0.5, "flip": 0.5, "flip_shift": 0.5})
+    ours, peer, variants = report.equal_epoch_runs(tmp_path)
+    assert len(ours) == 2 and len(peer) == 1 and len(variants) == 1
+    runs = ours + peer
     assert ours[0].images_per_s == pytest.approx(10 * 512 / 120)
     assert peer[0].curve == [(0.5, 0.6), (1.0, 0.7)]  # minutes are cumulative
     table = report.runs_table(runs)
@@ -64,13 +64,11 @@ def test_tables_and_gap_from_both_formats(report, tmp_path: Path) -> None:
 
 
 def test_the_page_shows_the_recorded_comparison(report) -> None:
-    runs = report.load_runs(pattern="9.9ep_*") + report.load_runs(pattern="seed*")
-    ours = [r for r in runs if r.implementation.startswith("fast") and r.epochs == 9.9]
-    reference = [r for r in runs if r.implementation.startswith("airbench")]
+    ours, reference, variants = report.equal_epoch_runs()
     if not ours or not reference:
         pytest.skip("bench/results holds no equal-epoch runs of both implementations yet")
     page = PAGE.read_text(encoding="utf-8")
-    missing = [line for line in report.runs_table(ours + reference) + report.gap_table(ours, reference)
-               if line not in page]
+    lines = report.runs_table(ours + reference + variants) + report.gap_table(ours, reference)
+    missing = [line for line in lines if line not in page]
     assert not missing, ("chapters/benchmarks.md differs from bench/report.py's tables; paste "
                          "its output:\n" + "\n".join(missing))
