@@ -8,8 +8,8 @@ these lines), and draws the figure::
     .venv/bin/python bench/report.py                       # the tables
     .venv/bin/python bench/report.py --figure chapters/images/time_to_accuracy.png
 
-Runs of our recipe are ``fast_recipe_*.json`` (``bench/fast_recipe.py``, two formats:
-the current one with a ``History`` and the earlier one with per-epoch lists), runs
+Runs of our recipe are ``fast_recipe_*.json`` (``bench/fast_recipe.py``, read with
+:func:`cifar_tutorial.experiments.read_bench_results`, as chapter 8 reads them), runs
 of the reference are ``peer_airbench_*.json`` (``bench/peer_airbench.py``), and the
 seed CNN's are in ``seed_cnn.json`` (``bench/seed_cnn.py``).
 """
@@ -40,35 +40,25 @@ class Run:
     epochs: float
     batch_size: int
     precision: str
-    steps: int
     train_seconds: float
+    images_per_s: float
     accuracy: dict[str, float]
     curve: list[tuple[float, float]]  # (minutes of training, test accuracy) after each epoch
     cpu: str | None = None
 
-    @property
-    def images_per_s(self) -> float:
-        return self.steps * self.batch_size / self.train_seconds
-
 
 def load_ours(path: Path) -> Run:
-    """A run of ``bench/fast_recipe.py`` (either of its two formats)."""
-    d = json.loads(path.read_text(encoding="utf-8"))
-    h = d["history"]
-    machine = d.get("machine") or {}
-    cpu = machine.get("matrix_extensions")
-    if "records" in h:  # the History of cifar_tutorial.records
-        s = h["summary"]
-        curve = [(r["elapsed_seconds"] / 60, r["val_accuracy"]) for r in h["records"]]
-        return Run("fast recipe (ours)", path.name, int(d["args"]["seed"]), float(s["epochs"]),
-                   int(s["batch_size"]), s["precision"], int(s["steps"]),
-                   float(s["train_seconds"]), dict(s["accuracy"]), curve, cpu)
-    curve = [(t / 60, a) for t, a in zip(h["elapsed_train_time"], h["test_acc"])]
-    accuracy = {"none": h["test_acc_final"], "flip": h["test_acc_tta"],
-                "flip_shift": h["test_acc_tta2"]}
-    return Run("fast recipe (ours)", path.name, int(d["args"]["seed"]), float(h["epochs"]),
-               int(h["batch_size"]), h["precision"], int(h["steps"]), float(h["train_time"]),
-               accuracy, curve, cpu)
+    """A run of ``bench/fast_recipe.py``, read by chapter 8's own reader of its files."""
+    from cifar_tutorial.experiments import read_bench_results
+
+    (row,), _ = read_bench_results([path])
+    machine = json.loads(path.read_text(encoding="utf-8")).get("machine") or {}
+    accuracy = {"none": row["test_acc"], "flip": row["test_acc_tta"],
+                "flip_shift": row["test_acc_tta2"]}
+    return Run("fast recipe (ours)", path.name, int(row["seed"]), float(row["epochs"]),
+               int(row["batch_size"]), row["precision"], row["train_min"] * 60,
+               row["images_per_s"], accuracy, list(zip(row["curve_min"], row["curve_acc"])),
+               machine.get("matrix_extensions"))
 
 
 def load_peer(path: Path) -> Run:
@@ -80,8 +70,8 @@ def load_peer(path: Path) -> Run:
         curve.append((elapsed / 60, row["test_acc"]))
     accuracy = {level: d["test_acc"][str(i)] for i, level in enumerate(LEVELS)}
     return Run("airbench94 (reference)", path.name, int(d["seed"]), float(d["epochs"]),
-               int(d["batch_size"]), "float32", int(d["train_steps"]), float(d["train_time_s"]),
-               accuracy, curve, d["machine"].get("matrix_extensions"))
+               int(d["batch_size"]), "float32", float(d["train_time_s"]),
+               float(d["images_per_s"]), accuracy, curve, d["machine"].get("matrix_extensions"))
 
 
 def load_runs(results: Path = RESULTS, pattern: str = "*") -> list[Run]:

@@ -25,11 +25,12 @@ def report():
 
 
 def _ours(path: Path, seed: int, accuracy: dict[str, float]) -> Path:
-    records = [{"epoch": e, "val_accuracy": 0.5 + e / 10, "elapsed_seconds": 60.0 * e}
-               for e in (1, 2)]
+    records = [{"epoch": e, "val_accuracy": 0.5 + e / 10, "elapsed_seconds": 60.0 * e,
+                "cpu_per_wall": 1.9} for e in (1, 2)]
     summary = {"epochs": 9.9, "batch_size": 512, "precision": "float32", "steps": 10,
-               "train_seconds": 120.0, "accuracy": accuracy}
-    path.write_text(json.dumps({"args": {"seed": seed}, "machine": {"matrix_extensions": "neither"},
+               "train_seconds": 120.0, "images_per_s": 10 * 512 / 120, "accuracy": accuracy}
+    path.write_text(json.dumps({"args": {"seed": seed},
+                                "machine": {"matrix_extensions": "neither"},
                                 "history": {"records": records, "summary": summary}}))
     return path
 
@@ -38,6 +39,7 @@ def _peer(path: Path, seed: int, accuracy: Sequence[float]) -> Path:
     per_epoch = [{"test_acc": 0.6, "train_time_s": 30.0}, {"test_acc": 0.7, "train_time_s": 30.0}]
     path.write_text(json.dumps({
         "seed": seed, "epochs": 9.9, "batch_size": 1024, "train_steps": 5, "train_time_s": 60.0,
+        "images_per_s": 5 * 1024 / 60.0,
         "per_epoch": per_epoch, "test_acc": {str(i): a for i, a in enumerate(accuracy)},
         "machine": {"matrix_extensions": "neither"}}))
     return path
@@ -53,6 +55,7 @@ def test_tables_and_gap_from_both_formats(report, tmp_path: Path) -> None:
     runs = ours + peer
     assert ours[0].images_per_s == pytest.approx(10 * 512 / 120)
     assert peer[0].curve == [(0.5, 0.6), (1.0, 0.7)]  # minutes are cumulative
+    assert ours[0].curve == [(1.0, 0.6), (2.0, 0.7)] and ours[0].cpu == "neither"
     table = report.runs_table(runs)
     assert len(table) == 2 + 2 + 1 + 1  # header, rule, two seeds, their mean, the reference
     assert "**0.9100**" in table[4] and "**mean of 2**" in table[4]
