@@ -59,6 +59,7 @@ def test_tables_and_gap_from_both_formats(report, tmp_path: Path) -> None:
     table = report.runs_table(runs)
     assert len(table) == 2 + 2 + 1 + 1  # header, rule, two seeds, their mean, the reference
     assert "**0.9100**" in table[4] and "**mean of 2**" in table[4]
+    assert table[2].startswith("| fast recipe (ours), float32 | 0 | 512 | 2.0 min | 43 |")
     gap = report.gap_table(ours, peer)
     assert gap[2].startswith("| none | 0.9100 | 0.9100 | +0.00 points")
     assert gap[4].endswith("| 0.9300 | 0.9350 | -0.50 points |")
