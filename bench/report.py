@@ -24,10 +24,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cifar_tutorial.evaluate import TTA_LEVELS as LEVELS  # airbench calls them 0, 1, 2
+from cifar_tutorial.experiments import read_bench_results
+from cifar_tutorial.plots import PAGE_WIDTH
+
 RESULTS = Path(__file__).resolve().parent / "results"
-LEVELS = ("none", "flip", "flip_shift")
-"""Test-time augmentation levels, as :data:`cifar_tutorial.evaluate.TTA_LEVELS` names
-them; airbench calls them 0, 1 and 2 and computes the same views."""
 
 
 @dataclasses.dataclass
@@ -49,8 +50,6 @@ class Run:
 
 def load_ours(path: Path) -> Run:
     """A run of ``bench/fast_recipe.py``, read by chapter 8's own reader of its files."""
-    from cifar_tutorial.experiments import read_bench_results
-
     (row,), _ = read_bench_results([path])
     machine = json.loads(path.read_text(encoding="utf-8")).get("machine") or {}
     accuracy = {"none": row["test_acc"], "flip": row["test_acc_tta"],
@@ -156,7 +155,7 @@ def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]
     """Test accuracy after each epoch against minutes of training, one line per run."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 3.8), layout="constrained")
+    fig = Figure(figsize=(PAGE_WIDTH, 3.8), layout="constrained")
     ax = fig.add_subplot()
     colours: dict[tuple[str, float], str] = {}
     for run in runs:
