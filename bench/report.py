@@ -11,7 +11,8 @@ these lines), and draws the figure::
 Runs of our recipe are ``fast_recipe_*.json`` (``bench/fast_recipe.py``, read with
 :func:`cifar_tutorial.experiments.read_bench_results`, as chapter 8 reads them), runs
 of the reference are ``peer_airbench_*.json`` (``bench/peer_airbench.py``), and the
-seed CNN's are in ``seed_cnn.json`` (``bench/seed_cnn.py``).
+seed CNN's are in ``seed_cnn.json`` (``bench/seed_cnn.py``); the profiles of the
+recipe's step are ``profile_step_*.json`` (``bench/profile_step.py``).
 """
 
 from __future__ import annotations
@@ -142,6 +143,36 @@ def gap_table(ours: Sequence[Run], reference: Sequence[Run]) -> list[str]:
     return lines
 
 
+def load_profiles(results: Path = RESULTS) -> list[dict]:
+    """The recorded profiles of the recipe's step (``bench/profile_step.py``), by file name."""
+    return [json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted(results.glob("profile_step_*.json"))]
+
+
+def profile_table(profiles: Sequence[dict]) -> list[str]:
+    """Markdown lines: milliseconds per step of each group of ops, one column per profile.
+
+    The last rows give the step's wall time, its images per second and those of the
+    net's convolutions alone, in the same precision.
+    """
+    if not profiles:
+        return []
+    batch = profiles[0]["args"]["batch_size"]
+    lines = [_row([f"ms per step of {batch} images", *(p["label"] for p in profiles)]),
+             _row(["---"] + ["---:"] * len(profiles))]
+    for group in profiles[0]["op_ms_per_step"]:
+        lines.append(_row([group, *(f"{p['op_ms_per_step'][group]:.0f}" for p in profiles)]))
+    lines.append(_row(["sum of the ops", *(f"{sum(p['op_ms_per_step'].values()):.0f}"
+                                           for p in profiles)]))
+    lines.append(_row(["**the step, wall clock**", *(f"**{p['step_ms']:.0f}**"
+                                                     for p in profiles)]))
+    lines.append(_row(["images/s, the step", *(f"{p['step_images_per_s']:.0f}"
+                                               for p in profiles)]))
+    lines.append(_row(["images/s, its convolutions alone",
+                       *(f"{p['conv_images_per_s']:.0f}" for p in profiles)]))
+    return lines
+
+
 def seed_cnn_points(results: Path = RESULTS) -> list[tuple[float, float]]:
     """(minutes of training, test accuracy) of each recorded 20-epoch seed CNN run."""
     path = results / "seed_cnn.json"
@@ -185,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(runs_table(ours + reference + variants)))
     print()
     print("\n".join(gap_table(ours, reference)))
+    profiles = load_profiles()
+    if profiles:
+        print()
+        print("\n".join(profile_table(profiles)))
     if args.figure:
         # the recipe's 10-epoch runs, which had the machine to themselves, time it best
         alone = [r for r in load_runs(pattern="seed*") if r.implementation.startswith("fast")]

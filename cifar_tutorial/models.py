@@ -40,6 +40,7 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "whitening_filters",
+    "FusedBatchNorm",
     "build_fast_net",
 ]
 
@@ -348,6 +349,47 @@ class _DiracInit(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package="cifar_tutorial")
+class FusedBatchNorm(layers.BatchNormalization):
+    """Keras' ``BatchNormalization``, trained through one fused TensorFlow op (chapter 8).
+
+    In training, Keras' layer casts a bfloat16 map to float32 and computes the
+    batch's moments and the normalisation in about ten separate ops, each of them a
+    pass over the whole map, and as many again backwards. This layer computes the
+    same thing with TensorFlow's ``FusedBatchNormV3`` op, which reads the map in
+    its own dtype, keeps the statistics in float32 and has a fused gradient. The
+    weights, the moving averages (updated with the biased batch variance, as Keras
+    does) and inference are Keras' own, so a saved model behaves the same either
+    way. Masks, renormalisation and axes other than the last fall back to Keras.
+    """
+
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        """Normalise ``inputs``; in training, with the fused op."""
+        fusable = (training and self.trainable and mask is None and not self.renorm
+                   and len(inputs.shape) == 4 and self.axis in (-1, 3))
+        if not fusable:
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        scale = (ops.cast(self.gamma, "float32") if self.scale
+                 else ops.ones((channels,), "float32"))
+        offset = (ops.cast(self.beta, "float32") if self.center
+                  else ops.zeros((channels,), "float32"))
+        x = ops.cast(inputs, self.compute_dtype)
+        y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=scale, offset=offset, mean=ops.zeros((0,), "float32"),
+            variance=ops.zeros((0,), "float32"), epsilon=float(self.epsilon),
+            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        # The op returns the unbiased batch variance; Keras averages the biased one.
+        count = tf.cast(tf.size(x) // channels, "float32")
+        variance = variance * (count - 1.0) / count
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        return y
+
+
+@keras.saving.register_keras_serializable(package="cifar_tutorial")
 def gelu_tanh(x: Any) -> Any:
     """GELU with the tanh approximation (cheaper on some CPUs; chapter 8)."""
     return keras.activations.gelu(x, approximate=True)
@@ -363,6 +405,7 @@ def build_fast_net(
     precision: str = "float32",
     seed: int | None = None,
     gelu_approximate: bool = False,
+    fused_norm: bool = False,
 ) -> keras.Model:
     """Build the airbench-style network of the fast recipe (chapter 8).
 
@@ -390,6 +433,9 @@ def build_fast_net(
     gelu_approximate : bool
         Use the tanh approximation of GELU (not shown to be faster on the
         2-core CPU; the recipe uses the exact GELU).
+    fused_norm : bool
+        Use :class:`FusedBatchNorm` instead of Keras' ``BatchNormalization``: the
+        same layer, trained faster.
 
     Returns
     -------
@@ -451,7 +497,8 @@ def build_fast_net(
             )(x)
             if k == 0:
                 x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool", dtype=dtype)(x)
-            x = keras.layers.BatchNormalization(
+            norm = FusedBatchNorm if fused_norm else keras.layers.BatchNormalization
+            x = norm(
                 momentum=bn_momentum,
                 epsilon=1e-12,
                 scale=False,

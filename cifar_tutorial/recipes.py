@@ -115,6 +115,10 @@ class FastHyperparameters:
         Keras BatchNorm momentum: the weight of the old running statistics.
     scaling_factor : float
         The logits are multiplied by this constant.
+    fused_norm : bool
+        Train the batch norms with one fused op each
+        (:class:`~cifar_tutorial.models.FusedBatchNorm`): the same arithmetic up
+        to rounding, faster.
     """
 
     epochs: float = 10.0
@@ -135,6 +139,7 @@ class FastHyperparameters:
     whiten_eps: float = 5e-4
     bn_momentum: float = 0.6
     scaling_factor: float = 1.0 / 9.0
+    fused_norm: bool = False
 
 # --------------------------------------------------------------------------
 # Data
@@ -421,6 +426,7 @@ def train_fast(
     net = build_fast_net(
         hyp.widths, whiten_kernel=kernel, num_classes=num_classes, bn_momentum=hyp.bn_momentum,
         scaling_factor=hyp.scaling_factor, precision=precision, seed=seed,
+        fused_norm=hyp.fused_norm,
     )
     model = with_unit_input(net)
     steps = _Steps(net, hyp, num_classes, total_steps)

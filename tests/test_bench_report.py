@@ -76,3 +76,35 @@ def test_the_page_shows_the_recorded_comparison(report) -> None:
     missing = [line for line in lines if line not in page]
     assert not missing, ("chapters/benchmarks.md differs from bench/report.py's tables; paste "
                          "its output:\n" + "\n".join(missing))
+
+
+def _profile(path: Path, label: str, conv_ms: float, other_ms: float) -> Path:
+    groups = {"3x3 convolutions": conv_ms, "batch norm": other_ms}
+    path.write_text(json.dumps({"label": label, "args": {"batch_size": 512},
+                                "op_ms_per_step": groups, "step_ms": conv_ms + other_ms,
+                                "step_images_per_s": 512 / (conv_ms + other_ms) * 1000,
+                                "conv_images_per_s": 512 / conv_ms * 1000}))
+    return path
+
+
+def test_profile_table(report, tmp_path: Path) -> None:
+    _profile(tmp_path / "profile_step_a.json", "Keras norm", 1000.0, 500.0)
+    _profile(tmp_path / "profile_step_b.json", "fused norm", 1000.0, 250.0)
+    profiles = report.load_profiles(tmp_path)
+    table = report.profile_table(profiles)
+    assert table[0] == "| ms per step of 512 images | Keras norm | fused norm |"
+    assert table[3] == "| batch norm | 500 | 250 |"
+    assert "| sum of the ops | 1500 | 1250 |" in table
+    assert "| images/s, the step | 341 | 410 |" in table
+    assert table[-1] == "| images/s, its convolutions alone | 512 | 512 |"
+    assert report.profile_table([]) == []
+
+
+def test_the_page_shows_the_recorded_profiles(report) -> None:
+    profiles = report.load_profiles()
+    if not profiles:
+        pytest.skip("bench/results holds no profile of the step yet")
+    page = PAGE.read_text(encoding="utf-8")
+    missing = [line for line in report.profile_table(profiles) if line not in page]
+    assert not missing, ("chapters/benchmarks.md differs from bench/report.py's profile "
+                         "table; paste its output:\n" + "\n".join(missing))

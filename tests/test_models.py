@@ -146,3 +146,42 @@ def test_fast_net_saves_and_loads(tmp_path) -> None:
     model.save(tmp_path / "fast.keras")
     loaded = keras.models.load_model(tmp_path / "fast.keras")  # safe mode: no lambdas
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_trains_like_keras_batch_norm(dtype) -> None:
+    """One training call: the same output, gradients and moving averages as Keras' layer."""
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (8, 5, 5, 4)), "float32")
+    kwargs = dict(momentum=0.6, epsilon=1e-12, scale=False, dtype=dtype)
+    plain, fused = keras.layers.BatchNormalization(**kwargs), models.FusedBatchNorm(**kwargs)
+    results = []
+    for layer in (plain, fused):
+        layer.build(x.shape)
+        layer.beta.assign(np.linspace(-1.0, 1.0, 4))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * tf.cos(x))
+        dx, dbeta = tape.gradient(loss, [x, layer.beta])
+        results.append((y, dx, dbeta, layer.moving_mean, layer.moving_variance))
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    for a, b in zip(*results):
+        np.testing.assert_allclose(np.asarray(tf.cast(b, "float32")),
+                                   np.asarray(tf.cast(a, "float32")), rtol=tol, atol=tol)
+    assert results[1][0].dtype == results[0][0].dtype
+    # Inference is Keras' own: the same moving averages give the same output.
+    np.testing.assert_allclose(np.asarray(tf.cast(fused(x, training=False), "float32")),
+                               np.asarray(tf.cast(plain(x, training=False), "float32")),
+                               rtol=tol, atol=tol)
+
+
+def test_fast_net_with_fused_norm_saves_and_loads(tmp_path) -> None:
+    model = models.build_fast_net((8, 16, 16), precision="float32", seed=0, fused_norm=True)
+    assert isinstance(model.get_layer("block0_bn0"), models.FusedBatchNorm)
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    model.save(tmp_path / "fast.keras")
+    loaded = keras.models.load_model(tmp_path / "fast.keras")
+    assert isinstance(loaded.get_layer("block0_bn0"), models.FusedBatchNorm)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
