@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_bfloat16"])
     parser.add_argument("--widths", default="64,256,256")
+    parser.add_argument("--no-fused-norm", action="store_true",
+                        help="train with Keras' own BatchNormalization (the recipe's before)")
+    parser.add_argument("--no-compiled-gelu", action="store_true",
+                        help="compute the GELUs with Keras' own ops (the recipe's before)")
     parser.add_argument("--deterministic", action="store_true", help="enable op determinism (slower)")
     parser.add_argument("--no-eval-every-epoch", action="store_true")
     parser.add_argument("--tta", default="flip_shift", choices=["none", "flip", "flip_shift"],
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     hyp = recipes.FastHyperparameters(
         epochs=args.epochs, batch_size=args.batch_size,
         widths=tuple(int(w) for w in args.widths.split(",")),
+        fused_norm=not args.no_fused_norm, compiled_gelu=not args.no_compiled_gelu,
     )
     load_before = _cpu_load()
     t_start = time.perf_counter()

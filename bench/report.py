@@ -47,6 +47,11 @@ class Run:
     accuracy: dict[str, float]
     curve: list[tuple[float, float]]  # (minutes of training, test accuracy) after each epoch
     cpu: str | None = None
+    change: str = ""  # what a one-change run changed, in words ("" for the recipe itself)
+
+
+#: The one-change runs' file codes (``fast_recipe_9.9ep_<code>_seed<S>.json``), in words.
+CHANGES = {"b1024": "batch 1,024", "fused": "fused ops"}
 
 
 def load_ours(path: Path) -> Run:
@@ -81,6 +86,11 @@ def load_runs(results: Path = RESULTS, pattern: str = "*") -> list[Run]:
     return runs
 
 
+#: The runs the figure draws: timed on one machine, one after the other, each alone on it.
+FIGURE_RUNS = ("peer_airbench_seed1.json", "fast_recipe_9.9ep_fused_seed0.json",
+               "fast_recipe_22ep_seed0.json", "fast_recipe_22ep_seed1.json")
+
+
 def equal_epoch_runs(results: Path = RESULTS) -> tuple[list[Run], list[Run], list[Run]]:
     """Our recipe at 9.9 epochs, the reference (9.9 epochs), and our one-change variants.
 
@@ -90,7 +100,10 @@ def equal_epoch_runs(results: Path = RESULTS) -> tuple[list[Run], list[Run], lis
     """
     ours = [load_ours(p) for p in sorted(results.glob("fast_recipe_9.9ep_seed*.json"))]
     reference = [load_peer(p) for p in sorted(results.glob("peer_airbench_seed*.json"))]
-    variants = [load_ours(p) for p in sorted(results.glob("fast_recipe_9.9ep_*_seed*.json"))]
+    variants = []
+    for path in sorted(results.glob("fast_recipe_9.9ep_*_seed*.json")):
+        code = path.name.removeprefix("fast_recipe_9.9ep_").rsplit("_seed", 1)[0]
+        variants.append(dataclasses.replace(load_ours(path), change=CHANGES.get(code, code)))
     return ours, reference, variants
 
 
@@ -111,12 +124,14 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
     lines = [_row(head), _row(["---"] + ["---:"] * (len(head) - 1))]
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.implementation, run.epochs, run.batch_size, run.precision),
-                          []).append(run)
-    for (name, epochs, batch, precision), members in groups.items():
+        groups.setdefault((run.implementation, run.epochs, run.batch_size, run.precision,
+                           run.change), []).append(run)
+    for (name, epochs, batch, precision, change), members in groups.items():
         label = f"{name}, {SHORT_PRECISION.get(precision, precision)}"
         if epochs != 9.9:
             label += f", {epochs:g} epochs"
+        if change:
+            label += f", {change}"
         for run in sorted(members, key=lambda r: r.seed):
             lines.append(_row([
                 label, str(run.seed), str(batch), f"{run.train_seconds / 60:.1f} min",
@@ -143,10 +158,15 @@ def gap_table(ours: Sequence[Run], reference: Sequence[Run]) -> list[str]:
     return lines
 
 
-def load_profiles(results: Path = RESULTS) -> list[dict]:
-    """The recorded profiles of the recipe's step (``bench/profile_step.py``), by file name."""
-    return [json.loads(p.read_text(encoding="utf-8"))
-            for p in sorted(results.glob("profile_step_*.json"))]
+#: The profiles the page's table compares, ``profile_step_<name>.json``, left to right:
+#: each column changes one thing from the one before it.
+PROFILES = ("f32", "bf16", "bf16_fused_norm", "bf16_fused_norm_compiled_gelu")
+
+
+def load_profiles(results: Path = RESULTS, names: Sequence[str] = PROFILES) -> list[dict]:
+    """The recorded profiles of the recipe's step (``bench/profile_step.py``) named in ``names``."""
+    paths = [results / f"profile_step_{name}.json" for name in names]
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths if p.exists()]
 
 
 def profile_table(profiles: Sequence[dict]) -> list[str]:
@@ -188,9 +208,9 @@ def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]
 
     fig = Figure(figsize=(PAGE_WIDTH, 3.8), layout="constrained")
     ax = fig.add_subplot()
-    colours: dict[tuple[str, float], str] = {}
+    colours: dict[tuple[str, float, str], str] = {}
     for run in runs:
-        key = (run.implementation, run.epochs)
+        key = (run.implementation, run.epochs, run.change)
         label = None if key in colours else f"{run.implementation}, {run.epochs:g} epochs"
         colours.setdefault(key, ("C0", "C3", "C9", "C1", "C4")[len(colours) % 5])
         minutes, accuracy = zip(*run.curve)
@@ -221,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("\n".join(profile_table(profiles)))
     if args.figure:
-        # the recipe's 10-epoch runs, which had the machine to themselves, time it best
-        alone = [r for r in load_runs(pattern="seed*") if r.implementation.startswith("fast")]
-        fig = time_to_accuracy(ours + reference + alone, seed_cnn_points())
+        runs = [load_peer(RESULTS / name) if name.startswith("peer") else load_ours(RESULTS / name)
+                for name in FIGURE_RUNS]
+        fig = time_to_accuracy(runs, seed_cnn_points())
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.figure, dpi=150, bbox_inches="tight")
         print(f"\nwrote {args.figure}")

@@ -119,6 +119,9 @@ class FastHyperparameters:
         Train the batch norms with one fused op each
         (:class:`~cifar_tutorial.models.FusedBatchNorm`): the same arithmetic up
         to rounding, faster.
+    compiled_gelu : bool
+        Compute the GELUs with XLA (:func:`~cifar_tutorial.models.gelu_compiled`):
+        the same function, faster.
     """
 
     epochs: float = 10.0
@@ -139,7 +142,8 @@ class FastHyperparameters:
     whiten_eps: float = 5e-4
     bn_momentum: float = 0.6
     scaling_factor: float = 1.0 / 9.0
-    fused_norm: bool = False
+    fused_norm: bool = True
+    compiled_gelu: bool = True
 
 # --------------------------------------------------------------------------
 # Data
@@ -426,7 +430,7 @@ def train_fast(
     net = build_fast_net(
         hyp.widths, whiten_kernel=kernel, num_classes=num_classes, bn_momentum=hyp.bn_momentum,
         scaling_factor=hyp.scaling_factor, precision=precision, seed=seed,
-        fused_norm=hyp.fused_norm,
+        fused_norm=hyp.fused_norm, compiled_gelu=hyp.compiled_gelu,
     )
     model = with_unit_input(net)
     steps = _Steps(net, hyp, num_classes, total_steps)

@@ -221,20 +221,28 @@ def describe_cpu() -> dict[str, Any]:
     Returns
     -------
     dict
-        ``cpu_model`` (from ``/proc/cpuinfo``), ``cpu_count``, ``cores_available``
-        (to this process), ``matrix_extensions`` (:func:`matrix_extensions`),
-        ``avx512f`` and ``platform``.
+        ``cpu_model`` (from ``/proc/cpuinfo``), ``cpu_generation`` (its "cpu
+        family" and "model" numbers, which tell apart generations that share a
+        name), ``cpu_count``, ``cores_available`` (to this process),
+        ``matrix_extensions`` (:func:`matrix_extensions`), ``avx512f`` and
+        ``platform``.
     """
-    model = platform.processor() or "unknown"
+    fields: dict[str, str] = {}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if not key.strip():
+                break  # the end of the first processor's block
+            fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or platform.processor() or "unknown"
+    generation = None
+    if "cpu family" in fields and "model" in fields:
+        generation = f"family {fields['cpu family']}, model {fields['model']}"
     flags = cpu_flags()
     return {
         "cpu_model": model,
+        "cpu_generation": generation,
         "cpu_count": os.cpu_count(),
         "cores_available": (len(os.sched_getaffinity(0))
                             if hasattr(os, "sched_getaffinity") else None),

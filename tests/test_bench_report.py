@@ -52,6 +52,9 @@ def test_tables_and_gap_from_both_formats(report, tmp_path: Path) -> None:
     _ours(tmp_path / "fast_recipe_9.9ep_b1024_seed0.json", 0, {"none": 0.5, "flip": 0.5, "flip_shift": 0.5})
     ours, peer, variants = report.equal_epoch_runs(tmp_path)
     assert len(ours) == 2 and len(peer) == 1 and len(variants) == 1
+    assert variants[0].change == "batch 1,024" and ours[0].change == ""
+    assert report.runs_table(variants)[2].startswith(
+        "| fast recipe (ours), float32, batch 1,024 | 0 | 512 |")
     runs = ours + peer
     assert ours[0].images_per_s == pytest.approx(10 * 512 / 120)
     assert peer[0].curve == [(0.5, 0.6), (1.0, 0.7)]  # minutes are cumulative
@@ -90,7 +93,8 @@ def _profile(path: Path, label: str, conv_ms: float, other_ms: float) -> Path:
 def test_profile_table(report, tmp_path: Path) -> None:
     _profile(tmp_path / "profile_step_a.json", "Keras norm", 1000.0, 500.0)
     _profile(tmp_path / "profile_step_b.json", "fused norm", 1000.0, 250.0)
-    profiles = report.load_profiles(tmp_path)
+    _profile(tmp_path / "profile_step_c.json", "not asked for", 1.0, 1.0)
+    profiles = report.load_profiles(tmp_path, names=("a", "b", "missing"))
     table = report.profile_table(profiles)
     assert table[0] == "| ms per step of 512 images | Keras norm | fused norm |"
     assert table[3] == "| batch norm | 500 | 250 |"

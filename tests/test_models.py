@@ -185,3 +185,20 @@ def test_fast_net_with_fused_norm_saves_and_loads(tmp_path) -> None:
     loaded = keras.models.load_model(tmp_path / "fast.keras")
     assert isinstance(loaded.get_layer("block0_bn0"), models.FusedBatchNorm)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_compiled_gelu_is_keras_gelu() -> None:
+    import tensorflow as tf
+
+    x = tf.constant(np.linspace(-6.0, 6.0, 97), "float32")
+    grads = []
+    for f in (keras.activations.gelu, models.gelu_compiled):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = f(x)
+        grads.append((y, tape.gradient(y, x)))
+    (y0, g0), (y1, g1) = grads
+    np.testing.assert_allclose(y1.numpy(), y0.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(g1.numpy(), g0.numpy(), rtol=1e-5, atol=1e-6)
+    net = models.build_fast_net((8, 16, 16), precision="float32", seed=0, compiled_gelu=True)
+    assert net.get_layer("block0_gelu0").activation is models.gelu_compiled

@@ -36,6 +36,7 @@ def profile():
     ("sgd/Mul_47:Mul", "optimizer, decay, Lookahead"),
     ("Mul_17:Mul", "optimizer, decay, Lookahead"),
     ("fast_net_1/head_1/MatMul:_MklMatMul", "loss and the rest"),
+    ("CpuExecutable::ExecuteAsyncOnStream", "GELU"),
 ])
 def test_ops_fall_into_their_groups(profile, label: str, group: str) -> None:
     name, op_type = label.rsplit(":", 1)

@@ -105,3 +105,5 @@ def test_describe_cpu_names_the_machine() -> None:
     assert cpu["matrix_extensions"] == runtime.matrix_extensions()
     assert cpu["cpu_count"] == os.cpu_count() and cpu["cpu_model"]
     assert cpu["avx512f"] == ("avx512f" in runtime.cpu_flags())
+    if os.path.exists("/proc/cpuinfo"):
+        assert cpu["cpu_generation"].startswith("family ") and ", model " in cpu["cpu_generation"]
