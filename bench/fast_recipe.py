@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_bfloat16"])
     parser.add_argument("--widths", default="64,256,256")
+    parser.add_argument("--bn-momentum", type=float, default=None,
+                        help="Keras BatchNorm momentum (default: the recipe's 0.6)")
+    parser.add_argument("--no-lookahead", action="store_true", help="train without Lookahead")
     parser.add_argument("--no-fused-norm", action="store_true",
                         help="train with Keras' own BatchNormalization (the recipe's before)")
     parser.add_argument("--no-compiled-gelu", action="store_true",
@@ -75,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs, batch_size=args.batch_size,
         widths=tuple(int(w) for w in args.widths.split(",")),
         fused_norm=not args.no_fused_norm, compiled_gelu=not args.no_compiled_gelu,
+        lookahead=not args.no_lookahead,
     )
+    if args.bn_momentum is not None:
+        hyp = dataclasses.replace(hyp, bn_momentum=args.bn_momentum)
     load_before = _cpu_load()
     t_start = time.perf_counter()
     model, history = recipes.train_fast(

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_tutorial.data import to_unit_float
+from cifar_tutorial.models import gelu_compiled
 
 __all__ = [
     "QUANTIZATIONS",
@@ -153,7 +154,9 @@ def float32_copy(model: keras.Model) -> keras.Model:
     (chapter 8): its weights are float32, but most layers compute in bfloat16,
     which TensorFlow Lite's converter does not accept. The copy is rebuilt from
     the model's configuration with float32 layers and given the same weights; a
-    float32 model comes back as an equal copy.
+    float32 model comes back as an equal copy. GELUs compiled by XLA
+    (:func:`cifar_tutorial.models.gelu_compiled`), which the converter cannot read
+    either, become Keras' own GELU, the same function.
 
     Parameters
     ----------
@@ -167,7 +170,17 @@ def float32_copy(model: keras.Model) -> keras.Model:
     """
     copy = model.__class__.from_config(_float32_config(model.get_config()))
     copy.set_weights(model.get_weights())
+    for layer in _all_layers(copy):
+        if getattr(layer, "activation", None) is gelu_compiled:
+            layer.activation = keras.activations.gelu  # the same function, without XLA
     return copy
+
+
+def _all_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 def convert_to_tflite(

@@ -83,11 +83,14 @@ def test_bad_arguments(exported, tmp_path: Path) -> None:
 
 def test_a_bfloat16_model_converts_through_a_float32_copy(tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
-    net = recipes.with_unit_input(models.build_fast_net(widths=(8, 16, 16), seed=0,
-                                                        precision="mixed_bfloat16"))
+    net = recipes.with_unit_input(models.build_fast_net(
+        widths=(8, 16, 16), seed=0, precision="mixed_bfloat16", fused_norm=True,
+        compiled_gelu=True))  # as the recipe trains it
     x, _ = _square_images(32)
     copy = export.float32_copy(net)
     assert {layer.dtype_policy.name for layer in copy.layers[-1].layers} == {"float32"}
+    assert copy.layers[-1].get_layer("block0_gelu0").activation is keras.activations.gelu
+    assert net.layers[-1].get_layer("block0_gelu0").activation is models.gelu_compiled
     for a, b in zip(net.get_weights(), copy.get_weights()):
         np.testing.assert_array_equal(a, b)
     expected = copy.predict(x / 255.0, verbose=0)
@@ -103,7 +106,8 @@ def test_a_bfloat16_model_converts_through_a_float32_copy(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_the_fast_net_converts_to_int8(tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
-    net = recipes.with_unit_input(models.build_fast_net(widths=(8, 16, 16), seed=0))
+    net = recipes.with_unit_input(models.build_fast_net(widths=(8, 16, 16), seed=0,
+                                                        fused_norm=True, compiled_gelu=True))
     x, _ = _square_images(64)
     int8 = export.convert_to_tflite(net, tmp_path / "int8.tflite", "int8", calibration_images=x)
     expected = net.predict(x / 255.0, verbose=0)
