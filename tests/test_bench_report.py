@@ -104,21 +104,22 @@ def test_profile_table(report, tmp_path: Path) -> None:
     assert report.profile_table([]) == []
 
 
+def _assert_on_page(lines: Sequence[str], what: str) -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    missing = [line for line in lines if line not in page]
+    assert not missing, (f"chapters/benchmarks.md differs from bench/report.py's {what}; "
+                         "paste its output:\n" + "\n".join(missing))
+
+
 def test_the_page_shows_the_recorded_profiles(report) -> None:
     profiles = report.load_profiles()
     if not profiles:
         pytest.skip("bench/results holds no profile of the step yet")
-    page = PAGE.read_text(encoding="utf-8")
-    missing = [line for line in report.profile_table(profiles) if line not in page]
-    assert not missing, ("chapters/benchmarks.md differs from bench/report.py's profile "
-                         "table; paste its output:\n" + "\n".join(missing))
+    _assert_on_page(report.profile_table(profiles), "profile table")
 
 
 def test_the_page_shows_the_thirty_minute_runs(report) -> None:
     runs = report.load_runs(pattern=f"{report.LONG_RUNS}_seed*")
     if not runs:
         pytest.skip("bench/results holds no 30-minute run yet")
-    page = PAGE.read_text(encoding="utf-8")
-    missing = [line for line in report.runs_table(runs) if line not in page]
-    assert not missing, ("chapters/benchmarks.md differs from bench/report.py's table of "
-                         "the 30-minute runs; paste its output:\n" + "\n".join(missing))
+    _assert_on_page(report.runs_table(runs), "table of the 30-minute runs")
