@@ -43,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_bfloat16"])
     parser.add_argument("--widths", default="64,256,256")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate per 1024 images (default: the recipe's)")
     parser.add_argument("--bn-momentum", type=float, default=None,
                         help="Keras BatchNorm momentum (default: the recipe's 0.6)")
     parser.add_argument("--no-lookahead", action="store_true", help="train without Lookahead")
+    parser.add_argument("--lookahead-every", type=int, default=None,
+                        help="steps between Lookahead updates (default: the recipe's 5)")
     parser.add_argument("--no-fused-norm", action="store_true",
                         help="train with Keras' own BatchNormalization (the recipe's before)")
     parser.add_argument("--no-compiled-gelu", action="store_true",
@@ -82,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.bn_momentum is not None:
         hyp = dataclasses.replace(hyp, bn_momentum=args.bn_momentum)
+    if args.lr is not None:
+        hyp = dataclasses.replace(hyp, lr=args.lr)
+    if args.lookahead_every is not None:
+        hyp = dataclasses.replace(hyp, lookahead_every=args.lookahead_every)
     load_before = _cpu_load()
     t_start = time.perf_counter()
     model, history = recipes.train_fast(

@@ -52,7 +52,9 @@ class Run:
 
 #: The one-change runs' file codes (``fast_recipe_9.9ep_<code>_seed<S>.json``), in words.
 CHANGES = {"b1024": "batch 1,024", "fused": "fused ops", "bnm0.8": "norm momentum 0.8",
-           "nolookahead": "no Lookahead"}
+           "nolookahead": "no Lookahead", "la10": "Lookahead every 10 steps",
+           "f32": "float32",
+           "wide": "widths 128/384/384, lr 10"}
 
 
 def load_ours(path: Path) -> Run:
@@ -87,8 +89,21 @@ def load_runs(results: Path = RESULTS, pattern: str = "*") -> list[Run]:
     return runs
 
 
-#: The file code of the runs that spend about 30 minutes of training (``fast_recipe_22ep_seed*``).
+def load_coded_runs(code: str, results: Path = RESULTS) -> list[Run]:
+    """Our runs ``fast_recipe_<code>_seed<S>.json``; a code such as ``14ep_wide``
+    names the epochs, then the change (:data:`CHANGES`) the runs make to the recipe."""
+    change = code.split("_", 1)[1] if "_" in code else ""
+    return [dataclasses.replace(load_ours(p), change=CHANGES.get(change, change))
+            for p in sorted(results.glob(f"fast_recipe_{code}_seed*.json"))]
+
+
+#: The file code of the runs that spend about 30 minutes of training on the Zen 5
+#: (``fast_recipe_22ep_seed*``).
 LONG_RUNS = "22ep"
+
+#: The same on the AMX Xeon: the recipe for 30 epochs, and airbench95's wider
+#: network and learning rate for 14.
+AMX_LONG_RUNS = ("30ep", "14ep_wide")
 
 #: The runs the figure draws: timed on one machine, one after the other, each alone on it.
 FIGURE_RUNS = ("peer_airbench_seed1.json", "fast_recipe_9.9ep_fused_seed0.json",
@@ -167,6 +182,9 @@ def gap_table(ours: Sequence[Run], reference: Sequence[Run]) -> list[str]:
 #: each column changes one thing from the one before it.
 PROFILES = ("f32", "bf16", "bf16_fused_norm", "bf16_fused_norm_compiled_gelu")
 
+#: The same step profiled on the AMX Xeon.
+AMX_PROFILES = ("amx_f32", "amx_bf16", "amx_bf16_fused_norm_compiled_gelu")
+
 
 def load_profiles(results: Path = RESULTS, names: Sequence[str] = PROFILES) -> list[dict]:
     """The recorded profiles of the recipe's step (``bench/profile_step.py``) named in ``names``."""
@@ -198,37 +216,62 @@ def profile_table(profiles: Sequence[dict]) -> list[str]:
     return lines
 
 
-def seed_cnn_points(results: Path = RESULTS) -> list[tuple[float, float]]:
-    """(minutes of training, test accuracy) of each recorded 20-epoch seed CNN run."""
-    path = results / "seed_cnn.json"
+def seed_cnn_points(results: Path = RESULTS, name: str = "seed_cnn.json") -> list[tuple[float, float]]:
+    """(minutes of training, test accuracy) of each recorded 20-epoch run of
+    ``bench/seed_cnn.py``: the seed CNN's, or with ``name="vgg_bn.json"`` the VGG net's."""
+    path = results / name
     if not path.exists():
         return []
     return [(r["train_seconds"] / 60, r["test_accuracy"])
             for r in json.loads(path.read_text(encoding="utf-8"))]
 
 
-def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]]):
-    """Test accuracy after each epoch against minutes of training, one line per run."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(PAGE_WIDTH, 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    colours: dict[tuple[str, float, str], str] = {}
+def _draw_runs(ax, runs: Sequence[Run], ends: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+               title: str, colours: dict[tuple[str, float, str], str]) -> None:
+    labelled: set[tuple[str, float, str]] = set()
     for run in runs:
         key = (run.implementation, run.epochs, run.change)
-        label = None if key in colours else f"{run.implementation}, {run.epochs:g} epochs"
+        label = None
+        if key not in labelled:
+            labelled.add(key)
+            label = f"{run.implementation}, {run.epochs:g} epochs"
+            if run.change:
+                label += f",\n{run.change}"
         colours.setdefault(key, ("C0", "C3", "C9", "C1", "C4")[len(colours) % 5])
         minutes, accuracy = zip(*run.curve)
         ax.plot(minutes, accuracy, marker="o", markersize=3, color=colours[key], label=label)
-    if seed_cnn:
-        minutes, accuracy = zip(*seed_cnn)
-        ax.plot(minutes, accuracy, "s", color="C2", label="seed CNN, 20 epochs (end)")
+    for (label, points), marker in zip(ends, "sD"):
+        if points:
+            minutes, accuracy = zip(*points)
+            ax.plot(minutes, accuracy, marker, color="C2", label=label)
+    ax.set_title(title)
     ax.set_xlabel("minutes of training (2 CPU cores)")
-    ax.set_ylabel("test accuracy (no TTA)")
     ax.set_ylim(0.5, 1.0)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    # under the panel, where it hides no point
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+
+
+def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]],
+                     amx_runs: Sequence[Run] = (), titles: Sequence[str] = ("", ""),
+                     amx_vgg: Sequence[tuple[float, float]] = ()):
+    """Test accuracy after each epoch against minutes of training, one line per run.
+
+    The seed CNN's runs (and, in the second panel, the VGG net's) are drawn at their
+    end only. With ``amx_runs``, a second panel beside the first draws those runs:
+    times compare only within one panel, whose runs share a machine.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(PAGE_WIDTH, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2 if amx_runs else 1, sharey=True, squeeze=False)[0]
+    colours: dict[tuple[str, float, str], str] = {}  # one colour per recipe in both panels
+    _draw_runs(axes[0], runs, [("seed CNN, 20 epochs (end)", seed_cnn)], titles[0], colours)
+    if amx_runs:
+        _draw_runs(axes[1], amx_runs, [("", ()), ("VGG net, 20 epochs (end)", amx_vgg)],
+                   titles[1], colours)
+    axes[0].set_ylabel("test accuracy (no TTA)")
     return fig
 
 
@@ -249,10 +292,20 @@ def main(argv: list[str] | None = None) -> int:
     if profiles:
         print()
         print("\n".join(profile_table(profiles)))
+    amx_profiles = load_profiles(names=AMX_PROFILES)
+    if amx_profiles:
+        print()
+        print("\n".join(profile_table(amx_profiles)))
+    amx_runs = [run for code in AMX_LONG_RUNS for run in load_coded_runs(code)]
+    if amx_runs:
+        print()
+        print("\n".join(runs_table(amx_runs)))
     if args.figure:
         runs = [load_peer(RESULTS / name) if name.startswith("peer") else load_ours(RESULTS / name)
                 for name in FIGURE_RUNS]
-        fig = time_to_accuracy(runs, seed_cnn_points())
+        fig = time_to_accuracy(runs, seed_cnn_points(), amx_runs,
+                               ("Zen 5 EPYC (AVX512-BF16)", "Xeon (AMX-BF16)"),
+                               seed_cnn_points(name="vgg_bn.json"))
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.figure, dpi=150, bbox_inches="tight")
         print(f"\nwrote {args.figure}")

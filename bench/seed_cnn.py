@@ -1,4 +1,4 @@
-"""Benchmark: the seed article's CNN, 20 epochs on all 50,000 training images.
+"""Benchmark: the seed article's CNN (or the VGG net), 20 epochs on all 50,000 training images.
 
 Runs ``python -m cifar_tutorial train --model seed --val-fraction 0`` once per seed
 (Adam 1e-4, batch 32, as in the article) and summarizes each run's
@@ -6,6 +6,9 @@ Runs ``python -m cifar_tutorial train --model seed --val-fraction 0`` once per s
 and images per second (first epoch, which includes graph tracing, reported apart).
 
     CIFAR10_DIR=../shared/data/cifar10-jpeg python bench/seed_cnn.py --seeds 0 1 2 --out bench/results/seed_cnn.json
+
+``--model vgg_bn --augment`` times chapter 8's VGG net the same way (Adam 1e-3,
+batch 32, random flips and shifts), into ``bench/results/vgg_bn.json``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import tempfile
 from pathlib import Path
 
 
-def run(seed: int, epochs: int, out: Path) -> dict:
+def run(seed: int, epochs: int, out: Path, model: str = "seed", augment: bool = False) -> dict:
     """Train one seed with the command line and read back its figures."""
-    cmd = [sys.executable, "-m", "cifar_tutorial", "train", "--model", "seed", "--epochs",
+    cmd = [sys.executable, "-m", "cifar_tutorial", "train", "--model", model, "--epochs",
            str(epochs), "--val-fraction", "0", "--seed", str(seed), "--out", str(out), "--no-resume"]
+    if augment:
+        cmd.append("--augment")
     print("+", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -31,7 +36,11 @@ def run(seed: int, epochs: int, out: Path) -> dict:
     seconds = [r["seconds"] for r in records]
     n = metrics["sizes"]["train"]
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    from cifar_tutorial.runtime import describe_cpu
+
     return {
+        "model": model,
+        "augment": augment,
         "seed": seed,
         "epochs": len(records),
         "test_accuracy": metrics["test_accuracy"],
@@ -42,6 +51,7 @@ def run(seed: int, epochs: int, out: Path) -> dict:
         "images_per_second": n / steady,
         "device": metrics["device"],
         "source": metrics["source"],
+        "machine": describe_cpu(),
     }
 
 
@@ -50,12 +60,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--model", choices=["seed", "vgg_bn"], default="seed")
+    parser.add_argument("--augment", action="store_true", help="random flips and shifts")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     if not os.environ.get("CIFAR10_DIR"):
         parser.error("set CIFAR10_DIR to the image folder")
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run(s, args.epochs, Path(tmp) / f"seed{s}") for s in args.seeds]
+        results = [run(s, args.epochs, Path(tmp) / f"seed{s}", args.model, args.augment)
+                   for s in args.seeds]
     print(f"\n{'seed':>4} {'test acc':>9} {'train acc':>10} {'train min':>10} {'s/epoch':>8} {'img/s':>7}")
     for r in results:
         print(f"{r['seed']:>4} {r['test_accuracy']:9.4f} {r['train_accuracy']:10.4f} "

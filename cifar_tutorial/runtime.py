@@ -25,7 +25,7 @@ __all__ = [
     "smoke_mode",
     "quick_mode",
     "run_mode",
-    "budget",
+    "by_mode",
     "describe_run",
     "set_seed",
     "cpu_flags",
@@ -95,17 +95,17 @@ def run_mode() -> str:
     return "quick" if quick_mode() else "full"
 
 
-def budget(full: int, smoke: int, quick: int | None = None) -> int:
+def by_mode(full: int, test: int, quick: int | None = None) -> int:
     """Pick a size (epochs, examples, steps) for the current mode.
 
     Parameters
     ----------
     full : int
         The value for a full run, the one the book's stored outputs come from.
-    smoke : int
-        The value for the smoke mode of the tests.
+    test : int
+        The value for the test suite's short re-runs of the notebooks.
     quick : int, optional
-        The value for a reader's quick run; ``smoke`` when not given.
+        The value for a reader's quick run; ``test`` when not given.
 
     Returns
     -------
@@ -114,9 +114,9 @@ def budget(full: int, smoke: int, quick: int | None = None) -> int:
     """
     mode = run_mode()
     if mode == "smoke":
-        return smoke
+        return test
     if mode == "quick":
-        return smoke if quick is None else quick
+        return test if quick is None else quick
     return full
 
 

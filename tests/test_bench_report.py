@@ -123,3 +123,37 @@ def test_the_page_shows_the_thirty_minute_runs(report) -> None:
     if not runs:
         pytest.skip("bench/results holds no 30-minute run yet")
     _assert_on_page(report.runs_table(runs), "table of the 30-minute runs")
+
+
+def test_coded_runs_name_their_change_and_the_figure_splits_by_machine(report, tmp_path: Path) -> None:
+    acc = {"none": 0.9, "flip": 0.91, "flip_shift": 0.92}
+    _ours(tmp_path / "fast_recipe_14ep_wide_seed0.json", 0, acc)
+    _ours(tmp_path / "fast_recipe_14ep_wide_seed1.json", 1, acc)
+    _ours(tmp_path / "fast_recipe_32ep_seed0.json", 0, acc)
+    wide = report.load_coded_runs("14ep_wide", tmp_path)
+    plain = report.load_coded_runs("32ep", tmp_path)
+    assert [r.seed for r in wide] == [0, 1] and len(plain) == 1
+    assert wide[0].change == "widths 128/384/384, lr 10" and plain[0].change == ""
+    assert report.runs_table(wide)[2].startswith(
+        "| fast recipe (ours), float32, widths 128/384/384, lr 10 | 0 |")
+    assert report.load_coded_runs("99ep", tmp_path) == []
+    (tmp_path / "vgg_bn.json").write_text(json.dumps([{"train_seconds": 120.0,
+                                                         "test_accuracy": 0.8}]))
+    assert report.seed_cnn_points(tmp_path, "vgg_bn.json") == [(2.0, 0.8)]
+    fig = report.time_to_accuracy(plain, [(6.0, 0.61)], wide, ("one", "other"), [(9.0, 0.8)])
+    left, right = fig.axes
+    assert [left.get_title(), right.get_title()] == ["one", "other"]
+    assert len(left.get_legend().get_texts()) == 2  # the run and the seed CNN
+    assert [t.get_text() for t in right.get_legend().get_texts()] == [
+        "fast recipe (ours), 9.9 epochs,\nwidths 128/384/384, lr 10",  # two seeds, one entry
+        "VGG net, 20 epochs (end)"]
+    assert len(report.time_to_accuracy(plain, []).axes) == 1
+
+
+def test_the_page_shows_the_amx_profiles_and_runs(report) -> None:
+    profiles = report.load_profiles(names=report.AMX_PROFILES)
+    runs = [run for code in report.AMX_LONG_RUNS for run in report.load_coded_runs(code)]
+    if not profiles and not runs:
+        pytest.skip("bench/results holds nothing timed on the AMX Xeon yet")
+    _assert_on_page(report.profile_table(profiles), "profile table of the AMX Xeon")
+    _assert_on_page(report.runs_table(runs), "table of the AMX Xeon's runs")

@@ -26,13 +26,13 @@ def mode(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["full", "quick", "smoke"])
-def test_run_mode_and_budget(mode, name: str) -> None:
+def test_run_mode_and_by_mode(mode, name: str) -> None:
     mode(name)
     assert runtime.run_mode() == name
     assert runtime.smoke_mode() is (name == "smoke")
     assert runtime.quick_mode() is (name == "quick")  # smoke takes precedence over quick
-    assert runtime.budget(full=20, smoke=1, quick=5) == {"full": 20, "quick": 5, "smoke": 1}[name]
-    assert runtime.budget(full=20, smoke=1) == (20 if name == "full" else 1)
+    assert runtime.by_mode(full=20, test=1, quick=5) == {"full": 20, "quick": 5, "smoke": 1}[name]
+    assert runtime.by_mode(full=20, test=1) == (20 if name == "full" else 1)
 
 
 def test_describe_run_speaks_to_readers(mode) -> None:
