@@ -53,7 +53,7 @@ class Run:
 #: The one-change runs' file codes (``fast_recipe_9.9ep_<code>_seed<S>.json``), in words.
 CHANGES = {"b1024": "batch 1,024", "fused": "fused ops", "bnm0.8": "norm momentum 0.8",
            "nolookahead": "no Lookahead", "la10": "Lookahead every 10 steps",
-           "f32": "float32",
+           "f32": "fused ops",  # the precision shows in the run's name
            "wide": "widths 128/384/384, lr 10"}
 
 
@@ -118,10 +118,9 @@ def equal_epoch_runs(results: Path = RESULTS) -> tuple[list[Run], list[Run], lis
     """
     ours = [load_ours(p) for p in sorted(results.glob("fast_recipe_9.9ep_seed*.json"))]
     reference = [load_peer(p) for p in sorted(results.glob("peer_airbench_seed*.json"))]
-    variants = []
-    for path in sorted(results.glob("fast_recipe_9.9ep_*_seed*.json")):
-        code = path.name.removeprefix("fast_recipe_9.9ep_").rsplit("_seed", 1)[0]
-        variants.append(dataclasses.replace(load_ours(path), change=CHANGES.get(code, code)))
+    codes = sorted({p.name.removeprefix("fast_recipe_").rsplit("_seed", 1)[0]
+                    for p in results.glob("fast_recipe_9.9ep_*_seed*.json")})
+    variants = [run for code in codes for run in load_coded_runs(code, results)]
     return ours, reference, variants
 
 
