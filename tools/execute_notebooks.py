@@ -2,7 +2,7 @@
 
 Usage::
 
-    CIFAR10_DIR=path/to/cifar10-jpeg python tools/execute_notebooks.py chapters/06_seed_cnn.ipynb
+    CIFAR10_DIR=path/to/cifar10-jpeg python tools/execute_notebooks.py chapters/07_seed_cnn.ipynb
 
 Each notebook runs in its own folder with no cell time limit. TensorFlow's C++
 start-up notices are not captured (``capture_fd_output=False``), exactly as under
