@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cifar_tutorial import data, runtime
+from tests.fixtures import make_image_folder
 
 
 def test_folder_arrays(tiny_data) -> None:
@@ -132,3 +133,69 @@ def test_real_cifar10(real_folder: Path) -> None:
     x, y = next(iter(d.dataset("test", 256).as_numpy_iterator()))
     assert x.dtype == np.float32 and x.shape == (256, 32, 32, 3) and 0 <= x.min() and x.max() <= 1
     assert 0.4 < x.mean() < 0.55  # CIFAR-10's mean pixel is about 0.47
+
+
+ORIGINAL_TRAIN_MEAN = (125.306918, 122.950394, 113.865383)
+"""Per-channel mean of the 50,000 training images of the original CIFAR-10 release
+(uint8 scale), the figure every lossless copy must reproduce."""
+
+
+@pytest.mark.slow
+def test_real_folder_decodes_to_the_original_pixels(real_folder: Path) -> None:
+    d = data.load_cifar10("folder", real_folder, val_fraction=0)
+    assert d.sizes() == {"train": 50_000, "val": 0, "test": 10_000}
+    mean = d.x_train.reshape(-1, 3).mean(axis=0, dtype=np.float64)
+    np.testing.assert_allclose(mean, ORIGINAL_TRAIN_MEAN, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_real_subsets_and_validation_are_drawn_from_shuffled_data(real_folder: Path) -> None:
+    """Within a class folder the files are in alphabetical order; what the package
+    keeps of each split must nevertheless hold every class in about equal shares."""
+    d = data.load_cifar10("folder", real_folder, val_fraction=0.1, seed=0)
+    np.testing.assert_array_equal(data.class_counts(d.y_val), [500] * 10)
+    for n in (256, 512, 1024, 5000):  # the smoke and quick subsets' sizes
+        small = d.subset(train=n, val=min(n, 1000), test=n)
+        for labels in (small.y_train, small.y_val, small.y_test):
+            share = data.class_counts(labels) / len(labels)
+            assert share.min() > 0.05 and share.max() < 0.15, share
+    # the first images are not one class folder read in its own order
+    assert len(np.unique(d.y_train[:20])) >= 5
+
+
+def test_folder_reading_interleaves_classes(tiny_folder: Path) -> None:
+    d = data.load_cifar10("folder", tiny_folder, val_fraction=0)
+    assert np.any(np.diff(d.y_train) < 0)  # not grouped class by class
+    assert len(np.unique(d.y_train[:12])) >= 4
+
+
+def test_decoded_folder_is_cached_and_refreshed(tiny_folder: Path, tmp_path: Path,
+                                                monkeypatch) -> None:
+    import shutil
+
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "CACHE_MIN_IMAGES", 1)
+    first = data.read_image_folder_cached(tiny_folder)
+    cached = list((tmp_path / "cache").glob("*.npz"))
+    assert len(cached) == 1
+    again = data.read_image_folder_cached(tiny_folder)
+    for a, b in zip((*first[0], *first[1]), (*again[0], *again[1])):
+        np.testing.assert_array_equal(a, b)
+    assert again[2] == first[2]
+    # a folder with one image fewer is read anew, under another key
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_folder, copy)
+    next(iter(sorted((copy / "train" / "cat").iterdir()))).unlink()
+    fewer = data.read_image_folder_cached(copy)
+    assert len(fewer[0][1]) == len(first[0][1]) - 1
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    # an empty value turns the cache off
+    monkeypatch.setenv(data.CACHE_ENV, "")
+    data.read_image_folder_cached(copy)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
+def test_source_names_the_kind_of_files(tiny_folder: Path, tmp_path: Path) -> None:
+    assert data.describe_folder(tiny_folder) == "an image folder (PNG files, lossless)"
+    jpeg = make_image_folder(tmp_path / "jpeg", 2, 1, fmt="jpg")
+    assert data.describe_folder(jpeg) == "an image folder (JPEG files, a lossy copy)"
