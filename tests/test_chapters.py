@@ -142,7 +142,8 @@ def guard_problem(source: str) -> str | None:
         return "the except branch must 'raise ModuleNotFoundError(...) from None'"
     message = "".join(a.value for a in raise_.exc.args
                       if isinstance(a, ast.Constant) and isinstance(a.value, str))
-    missing = [s for s in ("python3 tasks.py lab", "pip install -e .") if s not in message]
+    missing = [s for s in ("python3 tasks.py lab", 'pip install -e ".[book]"')
+               if s not in message]
     if missing:
         return f"the guard's message must name {' and '.join(map(repr, missing))}"
     return None
