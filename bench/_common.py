@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_FORMATS: dict[str, str] = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 """Image file suffixes and the format a result file names for them."""
 
+SYNTHETIC_DATA: dict[str, Any] = {"name": "random pixels", "format": "synthetic", "original": None}
+"""The ``data`` of a benchmark that reads no images (a step timed on random pixels)."""
+
 VERSIONED = ("numpy", "tensorflow", "keras", "torch")
 """Packages whose installed version a result records (those installed)."""
 
@@ -204,14 +207,15 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run_metadata(data_dir: str | os.PathLike | None, argv: list[str] | None = None,
+def run_metadata(data_dir: str | os.PathLike | Mapping[str, Any] | None, argv: list[str] | None = None,
                  ) -> dict[str, Any]:
     """Where a result came from: commit, command, machine, versions, time and data.
 
     Parameters
     ----------
-    data_dir : path or None
-        The data the benchmark read (see :func:`describe_data`).
+    data_dir : path, dict or None
+        The data the benchmark read (see :func:`describe_data`), or its
+        description as a dict (:data:`SYNTHETIC_DATA`).
     argv : list of str, optional
         The command line; ``sys.argv`` by default. Recorded with paths made
         relative to the project root.
@@ -229,33 +233,8 @@ def run_metadata(data_dir: str | os.PathLike | None, argv: list[str] | None = No
         "machine": describe_cpu(),
         "versions": versions(),
         "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "data": describe_data(data_dir),
+        "data": dict(data_dir) if isinstance(data_dir, Mapping) else describe_data(data_dir),
     }
-
-
-# ------------------------------------------------------------------ held-out names
-
-
-TEST_NAMES: dict[str, str] = {"val_accuracy": "test_accuracy", "val_loss": "test_loss",
-                              "accuracy": "test_accuracy"}
-"""How a :class:`~cifar_tutorial.records.History`'s held-out keys are renamed when the
-held-out images were the test set (``records`` use the first two, ``summary`` the last)."""
-
-
-def on_test_set(history: Mapping[str, Any]) -> dict[str, Any]:
-    """A history's dict (``History.to_dict()``) with its held-out figures named ``test_*``.
-
-    ``cifar_tutorial.recipes.train_fast`` calls its held-out images validation
-    data; a benchmark that passes the test set records them as what they are:
-    ``val_accuracy``/``val_loss`` of every record become ``test_accuracy``/
-    ``test_loss``, and the summary's ``accuracy`` (one figure per TTA level)
-    becomes ``test_accuracy``.
-    """
-    records = [{TEST_NAMES.get(k, k) if k.startswith("val_") else k: v for k, v in r.items()}
-               for r in history.get("records", [])]
-    summary = {("test_accuracy" if k == "accuracy" else k): v
-               for k, v in history.get("summary", {}).items()}
-    return {**history, "records": records, "summary": summary}
 
 
 # ---------------------------------------------------------------------- strict JSON

@@ -12,14 +12,15 @@ Runs of our recipe are ``fast_recipe_*.json`` (``bench/fast_recipe.py``, read wi
 :func:`cifar_tutorial.experiments.read_bench_results`, as chapter 8 reads them), runs
 of the reference are ``peer_airbench_*.json`` (``bench/peer_airbench.py``), and the
 seed CNN's are in ``seed_cnn.json`` (``bench/seed_cnn.py``); the profiles of the
-recipe's step are ``profile_step_*.json`` (``bench/profile_step.py``).
+recipe's step are ``profile_step_*.json`` (``bench/profile_step.py``). Every file is
+strict JSON with the provenance of ``bench/_common.py``'s ``run_metadata``, which
+:func:`provenance_table` prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 from collections.abc import Sequence
@@ -29,7 +30,12 @@ from cifar_tutorial.evaluate import TTA_LEVELS as LEVELS  # airbench calls them 
 from cifar_tutorial.experiments import read_bench_results
 from cifar_tutorial.plots import PAGE_WIDTH
 
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:  # a test loads this file by its path
+    sys.path.insert(0, str(BENCH))
+from _common import read_json  # noqa: E402
+
+RESULTS = BENCH / "results"
 
 
 @dataclasses.dataclass
@@ -60,7 +66,7 @@ CHANGES = {"b1024": "batch 1,024", "fused": "fused ops", "bnm0.8": "norm momentu
 def load_ours(path: Path) -> Run:
     """A run of ``bench/fast_recipe.py``, read by chapter 8's own reader of its files."""
     (row,), _ = read_bench_results([path])
-    machine = json.loads(path.read_text(encoding="utf-8")).get("machine") or {}
+    machine = read_json(path).get("machine") or {}
     accuracy = {"none": row["test_acc"], "flip": row["test_acc_tta"],
                 "flip_shift": row["test_acc_tta2"]}
     return Run("fast recipe (ours)", path.name, int(row["seed"]), float(row["epochs"]),
@@ -71,7 +77,7 @@ def load_ours(path: Path) -> Run:
 
 def load_peer(path: Path) -> Run:
     """A run of ``bench/peer_airbench.py``: airbench94 on the same images."""
-    d = json.loads(path.read_text(encoding="utf-8"))
+    d = read_json(path)
     elapsed, curve = 0.0, []
     for row in d["per_epoch"]:
         elapsed += row["train_time_s"]
@@ -187,7 +193,7 @@ AMX_PROFILES = ("amx_f32", "amx_bf16", "amx_bf16_fused_norm_compiled_gelu")
 def load_profiles(results: Path = RESULTS, names: Sequence[str] = PROFILES) -> list[dict]:
     """The recorded profiles of the recipe's step (``bench/profile_step.py``) named in ``names``."""
     paths = [results / f"profile_step_{name}.json" for name in names]
-    return [json.loads(p.read_text(encoding="utf-8")) for p in paths if p.exists()]
+    return [read_json(p) for p in paths if p.exists()]
 
 
 def profile_table(profiles: Sequence[dict]) -> list[str]:
@@ -220,8 +226,50 @@ def seed_cnn_points(results: Path = RESULTS, name: str = "seed_cnn.json") -> lis
     path = results / name
     if not path.exists():
         return []
-    return [(r["train_seconds"] / 60, r["test_accuracy"])
-            for r in json.loads(path.read_text(encoding="utf-8"))]
+    return [(r["train_seconds"] / 60, r["test_accuracy"]) for r in read_json(path)["runs"]]
+
+
+def _precision(name: str, d: dict) -> str:
+    """The precision a result file's run trained or timed in, as the tables name it."""
+    if name.startswith("peer_airbench"):
+        precision = "float32"  # the reference's half precision is float32 on the CPU
+    else:
+        precision = ((d.get("history") or {}).get("summary") or {}).get("precision") \
+            or d.get("precision") or ""
+    return SHORT_PRECISION.get(precision, precision) or "—"
+
+
+def provenance_table(paths: Sequence[Path]) -> list[str]:
+    """Markdown lines: where each result file came from, one row a file.
+
+    The machine (CPU model and generation), its bfloat16 matrix extension, the
+    precision, the data (its folder's name and format), the commit (``*`` when the
+    tree had uncommitted changes, ``†`` when it was recovered from the history
+    after the run) and the command line.
+    """
+    lines = [_row(["file", "CPU", "matrix ext.", "precision", "data", "commit", "command"]),
+             _row(["---"] * 7)]
+    recovered = False
+    for path in paths:
+        d = read_json(path)
+        machine, data = d.get("machine") or {}, d.get("data") or {}
+        cpu = machine.get("cpu_model") or "unknown"
+        if machine.get("cpu_generation"):
+            cpu += f" ({machine['cpu_generation']})"
+        commit = (d.get("commit") or "unknown")[:10]
+        if d.get("dirty"):
+            commit += "*"
+        if d.get("commit_note"):
+            commit, recovered = commit + " †", True
+        argv = d.get("argv") or []
+        lines.append(_row([path.stem, cpu, machine.get("matrix_extensions") or "unknown",
+                           _precision(path.name, d),
+                           f"{data.get('name', 'unknown')} ({data.get('format') or '?'})",
+                           commit, f"`{' '.join(argv)}`" if argv else ""]))
+    if recovered:
+        lines += ["", "† the commit that added the file, recovered from the history: "
+                      "the run did not record its own."]
+    return lines
 
 
 def _draw_runs(ax, runs: Sequence[Run], ends: Sequence[tuple[str, Sequence[tuple[float, float]]]],
@@ -298,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     if amx_runs:
         print()
         print("\n".join(runs_table(amx_runs)))
+    print()
+    print("\n".join(provenance_table(sorted(RESULTS.glob("*.json")))))
     if args.figure:
         runs = [load_peer(RESULTS / name) if name.startswith("peer") else load_ours(RESULTS / name)
                 for name in FIGURE_RUNS]

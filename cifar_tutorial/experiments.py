@@ -319,8 +319,10 @@ def read_bench_results(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Read the JSON results of ``bench/fast_recipe.py`` (chapter 8).
 
-    Both layouts are read: the recorded files' per-epoch lists and totals, and the
-    :class:`~cifar_tutorial.records.History` that newer files hold.
+    Each file holds the run's :class:`~cifar_tutorial.records.History` under
+    ``"history"``, its held-out figures named for the test set
+    (``test_accuracy`` in every record and in the summary, one value per TTA
+    level), and where the run came from (``commit``, ``machine``, ``data``).
 
     Parameters
     ----------
@@ -337,10 +339,10 @@ def read_bench_results(
         ``test_acc_tta2`` (flip and shifts), ``epoch_to_90``, ``cpu_count``,
         ``cores`` (CPU seconds per wall second of training, averaged over the
         epochs: about the number of cores the run had to itself),
-        ``tensorflow``, and the per-epoch curve ``curve_min`` (minutes of
-        training so far) and ``curve_acc`` (test accuracy then, no
-        augmentation); a key the file lacks is ``None`` (an empty list for the
-        curve).
+        ``tensorflow``, ``commit``, ``data`` (the data folder's name), and the
+        per-epoch curve ``curve_min`` (minutes of training so far) and
+        ``curve_acc`` (test accuracy then, no augmentation); a key the file
+        lacks is ``None`` (an empty list for the curve).
     missing : list of str
         Names of the files that do not exist.
     """
@@ -349,57 +351,33 @@ def read_bench_results(
         if not path.is_file():
             missing.append(path.name)
             continue
-        result = json.loads(path.read_text())
-        history = _bench_columns(result.get("history", {}))
-        args = result.get("args", {})
-        train_time = history.get("train_time")
-        cores = history.get("cpu_per_wall") or []
-        curve = [(t, a) for t, a in zip(history.get("elapsed_train_time", []),
-                                        history.get("test_acc", [])) if a is not None]
+        result = json.loads(path.read_text(encoding="utf-8"))
+        history = result.get("history", {})
+        summary, records = history.get("summary", {}), history.get("records", [])
+        accuracy = summary.get("test_accuracy", {})
+        train_time = summary.get("train_seconds")
+        cores = [r["cpu_per_wall"] for r in records if r.get("cpu_per_wall") is not None]
+        curve = [(r["elapsed_seconds"], r["test_accuracy"]) for r in records
+                 if r.get("test_accuracy") is not None]
         rows.append({
             "file": path.name,
-            "seed": args.get("seed"),
-            "epochs": history.get("epochs", args.get("epochs")),
-            "precision": history.get("precision"),
-            "batch_size": history.get("batch_size"),
-            "params": history.get("params"),
+            "seed": result.get("args", {}).get("seed"),
+            **{key: summary.get(key) for key in ("epochs", "precision", "batch_size", "params")},
             "train_min": None if train_time is None else train_time / 60,
-            "images_per_s": history.get("images_per_s_mean"),
-            "test_acc": history.get("test_acc_final"),
-            "test_acc_tta": history.get("test_acc_tta"),
-            "test_acc_tta2": history.get("test_acc_tta2"),
-            "epoch_to_90": history.get("epoch_to_90"),
-            "cpu_count": result.get("cpu_count"),
+            "images_per_s": summary.get("images_per_s"),
+            "test_acc": accuracy.get("none"),
+            "test_acc_tta": accuracy.get("flip"),
+            "test_acc_tta2": accuracy.get("flip_shift"),
+            "epoch_to_90": summary.get("epoch_to_90"),
+            "cpu_count": (result.get("machine") or {}).get("cpu_count"),
             "cores": sum(cores) / len(cores) if cores else None,
-            "tensorflow": result.get("versions", {}).get("tensorflow"),
+            "tensorflow": (result.get("versions") or {}).get("tensorflow"),
+            "commit": result.get("commit"),
+            "data": (result.get("data") or {}).get("name"),
             "curve_min": [t / 60 for t, a in curve],
             "curve_acc": [a for t, a in curve],
         })
     return rows, missing
-
-
-def _bench_columns(history: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A benchmark's figures in the flat layout of the first recorded files.
-
-    Files written since :func:`cifar_tutorial.recipes.train_fast` returns a
-    :class:`~cifar_tutorial.records.History` hold its ``records`` and ``summary``.
-    """
-    if "records" not in history:
-        return history
-    summary, records = history.get("summary", {}), history["records"]
-    accuracy = summary.get("accuracy", {})
-    return {
-        **{key: summary.get(key) for key in ("epochs", "precision", "batch_size", "params",
-                                             "epoch_to_90")},
-        "train_time": summary.get("train_seconds"),
-        "images_per_s_mean": summary.get("images_per_s"),
-        "test_acc_final": accuracy.get("none"),
-        "test_acc_tta": accuracy.get("flip"),
-        "test_acc_tta2": accuracy.get("flip_shift"),
-        "cpu_per_wall": [r["cpu_per_wall"] for r in records],
-        "elapsed_train_time": [r["elapsed_seconds"] for r in records],
-        "test_acc": [None if math.isnan(r["val_accuracy"]) else r["val_accuracy"] for r in records],
-    }
 
 
 # --------------------------------------------------------------------------- replicas

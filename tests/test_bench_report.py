@@ -25,10 +25,10 @@ def report():
 
 
 def _ours(path: Path, seed: int, accuracy: dict[str, float]) -> Path:
-    records = [{"epoch": e, "val_accuracy": 0.5 + e / 10, "elapsed_seconds": 60.0 * e,
+    records = [{"epoch": e, "test_accuracy": 0.5 + e / 10, "elapsed_seconds": 60.0 * e,
                 "cpu_per_wall": 1.9} for e in (1, 2)]
     summary = {"epochs": 9.9, "batch_size": 512, "precision": "float32", "steps": 10,
-               "train_seconds": 120.0, "images_per_s": 10 * 512 / 120, "accuracy": accuracy}
+               "train_seconds": 120.0, "images_per_s": 10 * 512 / 120, "test_accuracy": accuracy}
     path.write_text(json.dumps({"args": {"seed": seed},
                                 "machine": {"matrix_extensions": "neither"},
                                 "history": {"records": records, "summary": summary}}))
@@ -45,7 +45,7 @@ def _peer(path: Path, seed: int, accuracy: Sequence[float]) -> Path:
     return path
 
 
-def test_tables_and_gap_from_both_formats(report, tmp_path: Path) -> None:
+def test_tables_and_gap_of_both_implementations(report, tmp_path: Path) -> None:
     _ours(tmp_path / "fast_recipe_9.9ep_seed0.json", 0, {"none": 0.90, "flip": 0.91, "flip_shift": 0.92})
     _ours(tmp_path / "fast_recipe_9.9ep_seed1.json", 1, {"none": 0.92, "flip": 0.93, "flip_shift": 0.94})
     _peer(tmp_path / "peer_airbench_seed0.json", 0, [0.91, 0.92, 0.935])
@@ -137,8 +137,8 @@ def test_coded_runs_name_their_change_and_the_figure_splits_by_machine(report, t
     assert report.runs_table(wide)[2].startswith(
         "| fast recipe (ours), float32, widths 128/384/384, lr 10 | 0 |")
     assert report.load_coded_runs("99ep", tmp_path) == []
-    (tmp_path / "vgg_bn.json").write_text(json.dumps([{"train_seconds": 120.0,
-                                                         "test_accuracy": 0.8}]))
+    (tmp_path / "vgg_bn.json").write_text(json.dumps({"runs": [{"train_seconds": 120.0,
+                                                                  "test_accuracy": 0.8}]}))
     assert report.seed_cnn_points(tmp_path, "vgg_bn.json") == [(2.0, 0.8)]
     fig = report.time_to_accuracy(plain, [(6.0, 0.61)], wide, ("one", "other"), [(9.0, 0.8)])
     left, right = fig.axes
@@ -157,3 +157,111 @@ def test_the_page_shows_the_amx_profiles_and_runs(report) -> None:
         pytest.skip("bench/results holds nothing timed on the AMX Xeon yet")
     _assert_on_page(report.profile_table(profiles), "profile table of the AMX Xeon")
     _assert_on_page(report.runs_table(runs), "table of the AMX Xeon's runs")
+
+
+@pytest.fixture(scope="module")
+def common(report):
+    import _common  # put on the path by report.py, as the scripts find it
+
+    return _common
+
+
+def test_every_result_file_is_strict_json_with_its_provenance(common) -> None:
+    paths = sorted((ROOT / "bench" / "results").glob("*.json"))
+    assert paths, "bench/results holds no result file"
+    for path in paths:
+        result = json.loads(path.read_text(encoding="utf-8"),
+                            parse_constant=lambda token: pytest.fail(f"{path.name}: {token}"))
+        assert isinstance(result, dict), path.name
+        assert result.get("commit") and "dirty" in result, f"{path.name} names no commit"
+        assert set(result.get("data") or {}) >= {"name", "format", "original"}, path.name
+        history = result.get("history") or {}
+        assert not any("val_accuracy" in r for r in history.get("records", [])), (
+            f"{path.name}: held-out accuracy on the test set is test_accuracy")
+
+
+def test_the_writer_refuses_nan_and_replaces_atomically(common, tmp_path: Path) -> None:
+    import numpy as np
+
+    path = common.write_json(tmp_path / "r.json", {"acc": np.float32(0.5), "loss": float("nan"),
+                                                   "curve": (np.arange(2), float("inf"))})
+    assert json.loads(path.read_text()) == {"acc": 0.5, "loss": None, "curve": [[0, 1], None]}
+    path.write_text('{"loss": NaN}')
+    with pytest.raises(ValueError, match="NaN is not JSON"):
+        common.read_json(path)
+    with pytest.raises(TypeError):  # not JSON at all: the old file stays
+        common.write_json(path, {"x": object()})
+    assert path.read_text() == '{"loss": NaN}' and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_run_metadata_names_commit_machine_and_data(common, tmp_path: Path) -> None:
+    for fmt, suffix in (("png", ".png"), ("jpeg", ".jpg")):
+        (tmp_path / fmt / "train" / "cat").mkdir(parents=True)
+        (tmp_path / fmt / "train" / "cat" / f"0001{suffix}").write_bytes(b"")
+    meta = common.run_metadata(tmp_path / "png", argv=["bench/x.py", str(tmp_path / "png")])
+    assert len(meta["commit"]) == 40 and isinstance(meta["dirty"], bool)
+    assert meta["data"] == {"name": "png", "format": "png", "original": True}
+    assert not any(arg.startswith("/") for arg in meta["argv"])
+    assert meta["machine"]["matrix_extensions"] in ("AMX-BF16", "AVX512-BF16", "neither")
+    assert meta["versions"]["keras"] and meta["utc"].endswith("+00:00")
+    assert common.describe_data(tmp_path / "jpeg")["original"] is False
+    assert common.describe_data(None)["format"] == "tfds"
+
+
+@pytest.mark.parametrize("flags, name", [({"amx_bf16", "avx512_bf16"}, "AMX-BF16"),
+                                         ({"avx512_bf16"}, "AVX512-BF16"), ({"avx2"}, "neither")])
+def test_matrix_extensions_name_the_fastest(common, flags, name: str) -> None:
+    assert common.matrix_extensions(flags) == name
+
+
+def test_describe_cpu_reads_the_first_processor(common, tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\ncpu family\t: 6\nmodel\t\t: 167\n"
+                       "flags\t\t: fpu avx512f amx_bf16\n\nprocessor\t: 1\nmodel name\t: Other\n")
+    cpu = common.describe_cpu(cpuinfo)
+    assert cpu["cpu_model"] == "Test CPU" and cpu["cpu_generation"] == "family 6, model 167"
+    assert cpu["matrix_extensions"] == "AMX-BF16" and cpu["avx512f"] is True
+
+
+def test_provenance_table(report, common, tmp_path: Path) -> None:
+    path = common.write_json(tmp_path / "fast_recipe_9.9ep_seed0.json", {
+        "commit": "0123456789abcdef", "dirty": True, "argv": ["bench/fast_recipe.py", "--seed", "0"],
+        "machine": {"cpu_model": "Xeon", "cpu_generation": "family 6, model 167",
+                    "matrix_extensions": "AMX-BF16"},
+        "data": {"name": "cifar10", "format": "png", "original": True},
+        "history": {"summary": {"precision": "mixed_bfloat16"}}})
+    old = common.write_json(tmp_path / "peer_airbench_seed0.json",
+                            {"commit": "fedcba9876543210", "commit_note": "recovered"})
+    table = report.provenance_table([path, old])
+    assert table[2] == ("| fast_recipe_9.9ep_seed0 | Xeon (family 6, model 167) | AMX-BF16 | "
+                        "bfloat16 | cifar10 (png) | 0123456789* | `bench/fast_recipe.py --seed 0` |")
+    assert table[3] == "| peer_airbench_seed0 | unknown | unknown | float32 | unknown (?) | fedcba9876 † |  |"
+    assert table[-1].startswith("† the commit that added the file")
+
+
+def test_chapter_8_reads_what_the_fast_recipe_writes(common, tmp_path: Path) -> None:
+    """A History of train_fast, written as bench/fast_recipe.py writes it, read by chapter 8."""
+    import numpy as np
+
+    from cifar_tutorial import experiments, recipes
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(48, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(48) % 10
+    hyp = recipes.FastHyperparameters(epochs=2, batch_size=16, widths=(8, 8, 8), tta="flip_shift")
+    _, history = recipes.train_fast(x, y, x[:16], y[:16], hyp, heldout="test",
+                                    precision="float32", verbose=0)
+    path = common.write_json(tmp_path / "fast_recipe_seed3.json", {
+        **common.run_metadata(None, argv=["bench/fast_recipe.py"]), "args": {"seed": 3},
+        "history": history.to_dict()})
+    (row,), missing = experiments.read_bench_results([path])
+    summary = history.summary
+    assert missing == [] and row["seed"] == 3 and row["epochs"] == 2
+    assert row["train_min"] == pytest.approx(summary["train_seconds"] / 60)
+    assert row["images_per_s"] == summary["images_per_s"] and row["params"] == summary["params"]
+    assert [row["test_acc"], row["test_acc_tta"], row["test_acc_tta2"]] == list(
+        summary["test_accuracy"].values())
+    assert row["curve_acc"] == history["test_accuracy"]
+    assert row["curve_min"] == pytest.approx([s / 60 for s in history["elapsed_seconds"]])
+    assert row["cores"] == pytest.approx(np.mean(history["cpu_per_wall"]))
+    assert row["commit"] and row["data"] == "tensorflow_datasets:cifar10"

@@ -111,14 +111,16 @@ def test_grid_search_ranks_on_validation_and_puts_diverged_runs_last(monkeypatch
 
 
 def test_read_bench_results(tmp_path) -> None:
+    records = [{"epoch": e, "test_accuracy": a, "elapsed_seconds": t, "cpu_per_wall": c}
+               for e, a, t, c in ((1, 0.5, 60.0, 1.5), (2, None, 120.0, 2.0), (3, 0.9, 180.0, 1.0))]
+    summary = {"epochs": 8.0, "precision": "float32", "batch_size": 512, "params": 1973944,
+               "train_seconds": 1500.0, "images_per_s": 266.0, "epoch_to_90": 6,
+               "test_accuracy": {"none": 0.93, "flip": 0.935, "flip_shift": 0.937}}
     result = {
+        "commit": "0123456789abcdef", "data": {"name": "cifar10", "format": "png"},
         "args": {"seed": 1, "epochs": 8.0},
-        "history": {"epochs": 8.0, "precision": "float32", "batch_size": 512, "params": 1973944,
-                    "train_time": 1500.0, "images_per_s_mean": 266.0, "test_acc_final": 0.93,
-                    "test_acc_tta": 0.935, "test_acc_tta2": 0.937, "epoch_to_90": 6,
-                    "elapsed_train_time": [60.0, 120.0, 180.0], "test_acc": [0.5, None, 0.9],
-                    "cpu_per_wall": [1.5, 2.0, 1.0]},
-        "cpu_count": 2,
+        "history": {"records": records, "summary": summary, "stopped_early": False},
+        "machine": {"cpu_count": 2},
         "versions": {"tensorflow": "2.21.0"},
     }
     (tmp_path / "fast_recipe_seed1.json").write_text(json.dumps(result))
@@ -129,7 +131,8 @@ def test_read_bench_results(tmp_path) -> None:
     (row,) = rows
     assert row["file"] == "fast_recipe_seed1.json" and row["seed"] == 1
     assert row["train_min"] == 25.0 and row["test_acc_tta"] == 0.935
-    assert row["tensorflow"] == "2.21.0" and row["epoch_to_90"] == 6
+    assert row["tensorflow"] == "2.21.0" and row["epoch_to_90"] == 6 and row["cpu_count"] == 2
+    assert row["commit"] == "0123456789abcdef" and row["data"] == "cifar10"
     assert row["curve_min"] == [1.0, 3.0] and row["curve_acc"] == [0.5, 0.9]
     assert row["cores"] == pytest.approx(1.5)
 
@@ -140,29 +143,6 @@ def test_read_bench_results_tolerates_missing_keys(tmp_path) -> None:
     assert missing == [] and rows[0]["seed"] == 0
     assert rows[0]["train_min"] is None and rows[0]["test_acc"] is None
     assert rows[0]["curve_min"] == [] and rows[0]["curve_acc"] == [] and rows[0]["cores"] is None
-
-
-def test_read_bench_results_of_a_history(tmp_path) -> None:
-    """Files written since train_fast returns a History read like the first recorded ones."""
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(48, 32, 32, 3), dtype=np.uint8)
-    y = np.arange(48) % 10
-    hyp = recipes.FastHyperparameters(epochs=2, batch_size=16, widths=(8, 8, 8))
-    _, history = recipes.train_fast(x, y, x[:16], y[:16], hyp, precision="float32",
-                                    tta="flip_shift", verbose=0)
-    path = tmp_path / "fast_recipe_seed3.json"
-    path.write_text(json.dumps({"args": {"seed": 3}, "history": history.to_dict(),
-                                "cpu_count": 2}))
-    (row,), missing = experiments.read_bench_results([path])
-    summary = history.summary
-    assert missing == [] and row["seed"] == 3 and row["epochs"] == 2
-    assert row["train_min"] == pytest.approx(summary["train_seconds"] / 60)
-    assert row["images_per_s"] == summary["images_per_s"] and row["params"] == summary["params"]
-    assert [row["test_acc"], row["test_acc_tta"], row["test_acc_tta2"]] == list(
-        summary["accuracy"].values())
-    assert row["curve_acc"] == history["val_accuracy"]
-    assert row["curve_min"] == pytest.approx([s / 60 for s in history["elapsed_seconds"]])
-    assert row["cores"] == pytest.approx(np.mean(history["cpu_per_wall"]))
 
 
 def test_throughput_counts_training_images_per_second() -> None:
