@@ -14,7 +14,11 @@ resident memory (``ru_maxrss``) is its own; the script reports the time from the
 start of loading to the last ready batch, and the peak memory above the process's
 size after importing TensorFlow.
 
-    python bench/data_pipeline.py --data-dir ../shared/data/cifar10-jpeg --out bench/results/data_pipeline.json
+    python bench/data_pipeline.py --data-dir path/to/cifar10-png \
+        --out bench/results/data_pipeline.json
+
+The image folder holds the original CIFAR-10 as PNG files (``train/<class>/*.png``);
+the JSON names it, the machine and the commit (``bench/_common.py``).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
+
+from _common import run_metadata, write_json
 
 
 def _rss_mib() -> float:
@@ -128,7 +133,6 @@ def main() -> int:
     summary = {
         "speedup": seed["seconds"] / ours["seconds"],
         "memory_ratio": seed["peak_above_imports_mib"] / ours["peak_above_imports_mib"],
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.processor() or platform.system()}",
         "batch_size": args.batch_size,
     }
     print(f"{'way':<6} {'seconds':>8} {'peak MiB':>9} {'above imports MiB':>18} {'dtype':>8}")
@@ -136,8 +140,7 @@ def main() -> int:
         print(f"{way:<6} {r['seconds']:8.1f} {r['peak_mib']:9.0f} {r['peak_above_imports_mib']:18.0f} {r['dtype']:>8}")
     print(f"ours is {summary['speedup']:.1f}x faster and needs {summary['memory_ratio']:.1f}x less memory")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({**results, "summary": summary}, f, indent=2)
+        write_json(args.out, {**run_metadata(args.data_dir), **results, "summary": summary})
     return 0
 
 

@@ -8,12 +8,12 @@ Set-up, once, in an environment of its own (PyTorch is not part of the book's)::
 (``torch==2.13.0`` resolves to its CPU build from this project's machines' wheel
 cache; elsewhere take the CPU wheel from PyTorch's own index.) Then, one run::
 
-    CIFAR10_DIR=../shared/data/cifar10-jpeg .venv-peer/bin/python bench/peer_airbench.py \\
+    CIFAR10_DIR=path/to/cifar10-png .venv-peer/bin/python bench/peer_airbench.py \\
         --seed 0 --out bench/results/peer_airbench_seed0.json
 
 A check on a few images (write it outside ``bench/results/``)::
 
-    .venv-peer/bin/python bench/peer_airbench.py --data-dir ../shared/data/cifar10-jpeg \\
+    .venv-peer/bin/python bench/peer_airbench.py --data-dir path/to/cifar10-png \\
         --limit-train 2048 --limit-test 1000 --epochs 0.5 --out /tmp/peer_check.json
 
 The images are read with :func:`cifar_tutorial.data.read_image_folder`, as
@@ -40,8 +40,9 @@ It prints the library's own table (one row an epoch) and writes, atomically, a J
 file: the accuracy after every epoch, the final test accuracy at each of airbench's
 test-time augmentation levels (0 none, 1 mirror, 2 mirror and translate), the
 training time (the library's timer: whitening initialisation and training steps,
-not the evaluations) and images per second, the machine (CPU model, cores, matrix
-extensions) and the versions. A run is not resumable: the library keeps no
+not the evaluations) and images per second, and where the run came from
+(``bench/_common.py``'s ``run_metadata``: commit, machine and its matrix extension,
+versions, data). A run is not resumable: the library keeps no
 checkpoints, and an interrupted run starts again from the beginning.
 """
 
@@ -51,9 +52,7 @@ import argparse
 import contextlib
 import copy
 import importlib.util
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -63,6 +62,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # a test loads this file by its path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_cpu, load_average, portable_path, run_metadata, write_json  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -135,8 +138,6 @@ def loader_arrays(
 
 def describe_machine(threads: int) -> dict[str, Any]:
     """CPU model, cores, matrix extensions and platform of this machine, and torch's threads."""
-    from cifar_tutorial.runtime import describe_cpu
-
     return {**describe_cpu(), "torch_threads": threads}
 
 
@@ -282,16 +283,6 @@ def cpu_float32(airbench: types.ModuleType, data_root: Path, table: list[dict[st
                 setattr(owner, name, value)
 
 
-def write_json_atomically(path: Path, result: dict[str, Any]) -> None:
-    """Write ``result`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def epoch_rows(table: list[dict[str, Any]], start_wall: float, start_cpu: float,
                batch_size: int) -> list[dict[str, Any]]:
     """Per-epoch figures from the library's rows (its cumulative timer, steps, accuracy).
@@ -321,13 +312,6 @@ def epoch_rows(table: list[dict[str, Any]], start_wall: float, start_cpu: float,
         prev_time, prev_steps = row["total_time_seconds"], row["steps"]
         prev_wall, prev_cpu = row["wall_s"], row["cpu_s"]
     return rows
-
-
-def _load_average() -> list[float]:
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return []
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -405,14 +389,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "classes": arrays["classes"],
             }, data_root / f"{split}.pt")
         del splits
-        load_before = _load_average()
+        load_before = load_average()
         with cpu_float32(airbench, data_root, table):
             torch.manual_seed(args.seed)
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             model = airbench.train94(epochs=epochs)
             wall = time.perf_counter() - start_wall
             cpu = time.process_time() - start_cpu
-            load_after = _load_average()
+            load_after = load_average()
             test_loader = airbench.CifarLoader("cifar10", train=False, batch_size=2000)
             eval_start = time.perf_counter()
             test_acc = {str(level): airbench.evaluate(model, test_loader, tta_level=level) for level in (0, 1, 2)}
@@ -430,23 +414,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for level, acc in test_acc.items():
         print(f"final test accuracy, TTA level {level}: {acc:.4f}")
 
-    from cifar_tutorial.records import portable_argv, portable_path
-
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "airbench": AIRBENCH_VERSION,
-        "torchvision": torchvision_version,
-        "numpy": np.__version__,
-    }
-    with contextlib.suppress(ImportError):
-        import tensorflow as tf
-
-        versions["tensorflow (image decoding)"] = tf.__version__
+    meta = run_metadata(args.data_dir)
     return {
+        **meta,
         "benchmark": "airbench94 (airbench.train94), the reference implementation, on the CPU",
         "args": {**vars(args), "data_dir": portable_path(args.data_dir)},
-        "argv": portable_argv(sys.argv),
         "hyperparameters": hyp,
         "epochs": epochs,
         "adaptations": [
@@ -457,7 +429,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"torchvision: {torchvision_version}",
         ],
         "seed": args.seed,
-        "data": {"dir": portable_path(args.data_dir), "train_images": n_train, "test_images": n_test, "load_time_s": load_time},
+        "data": {**meta["data"], "train_images": n_train, "test_images": n_test,
+                 "load_time_s": load_time},
         "per_epoch": epochs_table,
         "test_acc": test_acc,
         "test_acc_library_final": {"0": trained[-1]["val_acc"], str(hyp["net"]["tta_level"]): final[-1]["tta_val_acc"]},
@@ -473,7 +446,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_before": load_before,
         "loadavg_after": load_after,
         "machine": describe_machine(threads),
-        "versions": versions,
+        # tensorflow, when installed, decoded the images
+        "versions": {**meta["versions"], "airbench": AIRBENCH_VERSION,
+                     "torchvision": torchvision_version},
         "resumable": False,
     }
 
@@ -493,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopped (Ctrl-C); nothing was written: a run cannot resume, start it again",
               file=sys.stderr)
         return 130
-    write_json_atomically(out, result)
+    write_json(out, result)
     print(f"wrote {out}")
     return 0
 

@@ -5,10 +5,14 @@ Runs ``python -m cifar_tutorial train --model seed --val-fraction 0`` once per s
 ``metrics.json`` and ``history.json``: test accuracy, training time, time per epoch
 and images per second (first epoch, which includes graph tracing, reported apart).
 
-    CIFAR10_DIR=../shared/data/cifar10-jpeg python bench/seed_cnn.py --seeds 0 1 2 --out bench/results/seed_cnn.json
+    CIFAR10_DIR=path/to/cifar10-png python bench/seed_cnn.py --seeds 0 1 2 \
+        --out bench/results/seed_cnn.json
 
-``--model vgg_bn --augment`` times chapter 8's VGG net the same way (Adam 1e-3,
-batch 32, random flips and shifts), into ``bench/results/vgg_bn.json``.
+``CIFAR10_DIR`` names the original CIFAR-10 as PNG files
+(``train/<class>/*.png``). ``--model vgg_bn --augment`` times chapter 8's VGG net
+the same way (Adam 1e-3, batch 32, random flips and shifts), into
+``bench/results/vgg_bn.json``. The file holds the runs under ``"runs"`` and where
+they came from (``bench/_common.py``'s ``run_metadata``: commit, machine, data).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _common import run_metadata, write_json
 
 
 def run(seed: int, epochs: int, out: Path, model: str = "seed", augment: bool = False) -> dict:
@@ -36,8 +42,6 @@ def run(seed: int, epochs: int, out: Path, model: str = "seed", augment: bool = 
     seconds = [r["seconds"] for r in records]
     n = metrics["sizes"]["train"]
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-    from cifar_tutorial.runtime import describe_cpu
-
     return {
         "model": model,
         "augment": augment,
@@ -51,7 +55,6 @@ def run(seed: int, epochs: int, out: Path, model: str = "seed", augment: bool = 
         "images_per_second": n / steady,
         "device": metrics["device"],
         "source": metrics["source"],
-        "machine": describe_cpu(),
     }
 
 
@@ -74,7 +77,8 @@ def main() -> int:
         print(f"{r['seed']:>4} {r['test_accuracy']:9.4f} {r['train_accuracy']:10.4f} "
               f"{r['train_seconds'] / 60:10.2f} {r['median_epoch_seconds']:8.1f} {r['images_per_second']:7.0f}")
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        write_json(args.out, {**run_metadata(os.environ["CIFAR10_DIR"]), "args": vars(args),
+                              "runs": results})
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_tutorial import experiments, models, recipes, train
+from cifar_tutorial import experiments, models, train
 from cifar_tutorial.records import History
 from tests.fixtures import history_records, synthetic_data
 

@@ -81,10 +81,10 @@ def test_epoch_rows_from_cumulative_library_timer(peer) -> None:
     assert rows[1]["cpu_per_wall"] == pytest.approx(1.5)
 
 
-def test_results_are_written_whole(peer, tmp_path: Path) -> None:
+def test_results_are_written_whole_and_strict(peer, tmp_path: Path) -> None:
     out = tmp_path / "results" / "peer.json"
-    peer.write_json_atomically(out, {"test_acc": {"0": np.float32(0.5)}, "steps": 3})
-    assert json.loads(out.read_text()) == {"test_acc": {"0": 0.5}, "steps": 3}
+    peer.write_json(out, {"test_acc": {"0": np.float32(0.5)}, "loss": np.float32("nan")})
+    assert json.loads(out.read_text()) == {"test_acc": {"0": 0.5}, "loss": None}
     assert [p.name for p in out.parent.iterdir()] == ["peer.json"]
 
 
