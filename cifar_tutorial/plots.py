@@ -69,19 +69,20 @@ def _text_width(text: str, size: float = GRID_TITLE_SIZE) -> float:
     return width / 72
 
 
-def _grid_shape(n: int, ncols: int, size: float) -> tuple[int, int, float]:
-    """Rows, columns and inches per image of a grid of ``n`` images no wider than the page.
+def _grid_shape(n: int, ncols: int, size: float, width: float = PAGE_WIDTH) -> tuple[int, int, float]:
+    """Rows, columns and inches per image of a grid of ``n`` images no wider than ``width``.
 
-    Images shrink to fit :data:`PAGE_WIDTH`, but not below :data:`MIN_CELL`: a grid
-    asked for more columns than that allows is rewrapped into balanced rows.
+    Images shrink to fit ``width`` (the page, less any row labels), but not below
+    :data:`MIN_CELL`: a grid asked for more columns than that allows is rewrapped
+    into balanced rows.
     """
     if n == 0:
         raise ValueError("no images to show")
     ncols = max(1, min(ncols, n))
-    widest = int(PAGE_WIDTH // MIN_CELL)
+    widest = max(1, int(width // MIN_CELL))
     if ncols > widest:
         ncols = -(-n // -(-n // widest))
-    return -(-n // ncols), ncols, min(size, PAGE_WIDTH / ncols)
+    return -(-n // ncols), ncols, min(size, width / ncols)
 
 
 def _two_lines_if_wide(first: str, second: str, width: float) -> str:
@@ -97,13 +98,17 @@ def _grid(
     titles: Sequence[str],
     colors: Sequence[str],
     key: str | None = None,
+    row_labels: Sequence[str] | None = None,
 ) -> Figure:
-    """Draw ``images`` in a grid of ``shape`` (from :func:`_grid_shape`) with titles."""
+    """Draw ``images`` in a grid of ``shape`` (from :func:`_grid_shape`) with titles,
+    and ``row_labels`` left of the rows."""
     nrows, ncols, cell = shape
     lines = max((t.count("\n") + 1 for t in titles), default=1)
     title_height = lines * 1.3 * GRID_TITLE_SIZE / 72 + 0.06
     key_height = 0.35 if key else 0.0
-    fig = Figure(figsize=(ncols * cell, nrows * (cell + title_height) + key_height),
+    label_width = _row_label_width(row_labels)
+    fig = Figure(figsize=(ncols * cell + label_width,
+                          nrows * (cell + title_height) + key_height),
                  layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
     for i, ax in enumerate(axes):
@@ -112,9 +117,20 @@ def _grid(
             continue
         ax.imshow(images[i], interpolation="nearest")
         ax.set_title(titles[i], fontsize=GRID_TITLE_SIZE, color=colors[i])
+    for row, label in enumerate(row_labels or ()):
+        ax = axes[row * ncols]
+        ax.text(-0.08, 0.5, label, transform=ax.transAxes, ha="right", va="center",
+                fontsize=GRID_TITLE_SIZE + 1)
     if key:
         fig.suptitle(key, fontsize=10)
     return fig
+
+
+def _row_label_width(row_labels: Sequence[str] | None) -> float:
+    """Inches kept left of a grid for its row labels (none without labels)."""
+    if not row_labels:
+        return 0.0
+    return max(_text_width(label, GRID_TITLE_SIZE + 1) for label in row_labels) + 0.15
 
 
 def image_grid(
@@ -124,6 +140,7 @@ def image_grid(
     predictions: Sequence[int] | None = None,
     ncols: int = 8,
     size: float = 1.3,
+    row_labels: Sequence[str] | None = None,
 ) -> Figure:
     """Show images with their class names (chapter 1).
 
@@ -144,12 +161,27 @@ def image_grid(
         Images per row.
     size : float
         Inches per image, at most.
+    row_labels : sequence of str, optional
+        One label per row, written left of it (chapter 5 labels the original
+        images and their augmented versions); the rows are then kept as asked.
 
     Returns
     -------
     Figure
+
+    Raises
+    ------
+    ValueError
+        If ``row_labels`` does not name every row of ``ncols`` images, or the rows
+        would not fit the page.
     """
-    shape = _grid_shape(len(images), ncols, size)
+    width = PAGE_WIDTH - _row_label_width(row_labels)
+    shape = _grid_shape(len(images), ncols, size, width)
+    if row_labels is not None and (shape[1] != min(ncols, len(images))
+                                   or len(row_labels) != shape[0]):
+        raise ValueError(
+            f"{len(row_labels)} row labels for {len(images)} images in rows of {ncols}: "
+            f"give one label per row, with at most {int(width // MIN_CELL)} images a row")
     titles, colors = [], []
     for i, label in enumerate(labels[: len(images)]):
         true = class_names[int(label)]
@@ -158,7 +190,49 @@ def image_grid(
         titles.append(_two_lines_if_wide(f"{true}→", pred, shape[2]) if wrong else true)
         colors.append("crimson" if wrong else "black")
     key = "red: true class→predicted class" if "crimson" in colors else None
-    return _grid(images, shape, titles, colors, key)
+    return _grid(images, shape, titles, colors, key, row_labels)
+
+
+def colour_filters(
+    filters: np.ndarray,
+    titles: Sequence[str],
+    ncols: int = 6,
+    size: float = 1.1,
+) -> Figure:
+    """Colour filters drawn on one common symmetric scale (chapter 9).
+
+    Every filter value ``w`` is shown as ``0.5 + 0.5 * w / m`` in its channel, with
+    ``m`` the largest ``|w|`` of all the filters together: grey is zero in every
+    channel, and one shade means the same value in every filter, so a filter with
+    equal weights in red, green and blue is drawn grey, not tinted, and a weak
+    filter looks weak. Pass filters of the same norm (for the patch-whitening
+    layer, the eigenvectors) to compare their patterns.
+
+    Parameters
+    ----------
+    filters : numpy.ndarray
+        ``(n, h, w, 3)`` weights of any sign.
+    titles : sequence of str
+        One short title per filter (e.g. its eigenvalue).
+    ncols : int
+        Filters per row.
+    size : float
+        Inches per filter, at most.
+
+    Returns
+    -------
+    Figure
+    """
+    filters = np.asarray(filters, dtype=float)
+    if filters.ndim != 4 or filters.shape[-1] != 3:
+        raise ValueError(f"expected colour filters (n, h, w, 3), got {filters.shape}")
+    if len(titles) != len(filters):
+        raise ValueError(f"{len(titles)} titles for {len(filters)} filters")
+    limit = float(np.abs(filters).max()) or 1.0
+    shape = _grid_shape(len(filters), ncols, size)
+    key = f"one scale for all filters: grey 0, full colour ±{limit:.3g}"
+    return _grid(0.5 + 0.5 * filters / limit, shape, list(titles), ["black"] * len(titles),
+                 key)
 
 
 def class_balance(
@@ -193,12 +267,13 @@ def class_balance(
 
 
 def training_curves(histories: History | Mapping[str, History], title: str | None = None) -> Figure:
-    """Loss and accuracy per epoch, training solid and validation dashed (chapter 6).
+    """Loss and accuracy per epoch, training solid and validation dashed (chapters 3, 9).
 
-    One row of two panels per group of up to :data:`MAX_LEGEND` runs; the loss
-    panel's legend tells training from validation, the accuracy panel's names the
-    runs. Epoch ticks are whole numbers, and runs of up to :data:`MARKER_EPOCHS`
-    epochs mark each epoch (training filled, validation hollow).
+    One row of two panels per group of up to :data:`MAX_LEGEND` runs. The keys sit
+    outside the panels, where they hide no curve: the run names above each row, the
+    line styles (training, validation) below it. Epoch ticks are whole numbers, and
+    runs of up to :data:`MARKER_EPOCHS` epochs mark each epoch (training filled,
+    validation hollow).
 
     Parameters
     ----------
@@ -216,48 +291,60 @@ def training_curves(histories: History | Mapping[str, History], title: str | Non
     if not histories:
         raise ValueError("no training history to plot")
     groups = _groups(histories.items())
-    fig = Figure(figsize=(PAGE_WIDTH, 3.0 * len(groups) + (0.3 if title else 0.0)),
+    named = any(label for label in histories)
+    row_height = 3.0 + (0.35 if named else 0.0)
+    fig = Figure(figsize=(PAGE_WIDTH, row_height * len(groups) + (0.3 if title else 0.0)),
                  layout="constrained")
-    axes = fig.subplots(len(groups), 2, squeeze=False)
-    for row, group in zip(axes, groups):
-        has_val = False
-        for (label, h), color in zip(group, [f"C{i}" for i in range(MAX_LEGEND)]):
-            epochs = h["epoch"]
-            marker = "o" if len(epochs) <= MARKER_EPOCHS else None
-            for ax, key in zip(row, ("loss", "accuracy")):
-                ax.plot(epochs, h[key], label=label or "training", color=color, marker=marker,
-                        markersize=4)
-                val = np.asarray(h[f"val_{key}"], dtype=float)
-                if not np.all(np.isnan(val)):
-                    has_val = True
-                    ax.plot(epochs, val, linestyle="--", label="_" if label else "validation",
-                            color=color, marker=marker, markersize=4, markerfacecolor="white")
-        for ax, key in zip(row, ("loss", "accuracy")):
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(key)
-            ax.grid(alpha=0.3)
-            integer_ticks(ax)
-            seen = {e for _, h in group for e in h["epoch"]}
-            if len(seen) == 1:  # one epoch: centre its points
-                ax.set_xlim(min(seen) - 1, min(seen) + 1)
-        if len(group) > 1 or group[0][0]:
-            marked = any(len(h["epoch"]) <= MARKER_EPOCHS for _, h in group)
-            style = {"color": "0.3", "marker": "o" if marked else None, "markersize": 4}
-            key_lines = [Line2D([], [], label="training", **style)]
-            if has_val:
-                key_lines.append(Line2D([], [], linestyle="--", markerfacecolor="white",
-                                        label="validation", **style))
-            row[0].legend(handles=key_lines)
-        row[1].legend()
+    rows = np.atleast_1d(fig.subfigures(len(groups), 1, squeeze=False)).ravel()
+    for sub, group in zip(rows, groups):
+        _curve_row(sub, group)
     if title:
         fig.suptitle(title)
     return fig
 
 
+def _curve_row(sub, group: list[tuple[str, History]]) -> None:
+    """Draw one row of :func:`training_curves`: loss and accuracy of up to six runs."""
+    row = sub.subplots(1, 2)
+    has_val, runs = False, []
+    marked = any(len(h["epoch"]) <= MARKER_EPOCHS for _, h in group)
+    for (label, h), color in zip(group, [f"C{i}" for i in range(MAX_LEGEND)]):
+        epochs = h["epoch"]
+        style = {"color": color, "marker": "o" if len(epochs) <= MARKER_EPOCHS else None,
+                 "markersize": 4}
+        for ax, key in zip(row, ("loss", "accuracy")):
+            ax.plot(epochs, h[key], label=label or "training", **style)
+            val = np.asarray(h[f"val_{key}"], dtype=float)
+            if not np.all(np.isnan(val)):
+                has_val = True
+                ax.plot(epochs, val, linestyle="--",
+                        label=f"{label} (validation)" if label else "validation",
+                        markerfacecolor="white", **style)
+        if label:
+            runs.append(Line2D([], [], color=color, linewidth=3, label=label))
+    for ax, key in zip(row, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        integer_ticks(ax)
+        seen = {e for _, h in group for e in h["epoch"]}
+        if len(seen) == 1:  # one epoch: centre its points
+            ax.set_xlim(min(seen) - 1, min(seen) + 1)
+    if runs:
+        sub.legend(handles=runs, loc="outside upper center", ncols=min(3, len(runs)),
+                   frameon=False)
+    key_style = {"color": "0.3", "marker": "o" if marked else None, "markersize": 4}
+    key_lines = [Line2D([], [], label="training", **key_style)]
+    if has_val:
+        key_lines.append(Line2D([], [], linestyle="--", markerfacecolor="white",
+                                label="validation", **key_style))
+    sub.legend(handles=key_lines, loc="outside lower center", ncols=2, frameon=False)
+
+
 def confusion_matrix(
     cm: np.ndarray, class_names: Sequence[str], normalize: bool = True
 ) -> Figure:
-    """Heat map of a confusion matrix, rows true class, columns prediction (chapter 6).
+    """Heat map of a confusion matrix, rows true class, columns prediction (chapter 7).
 
     Parameters
     ----------
@@ -299,7 +386,7 @@ def mistakes(
     class_names: Sequence[str],
     ncols: int = 6,
 ) -> Figure:
-    """The most confident wrong predictions, titled "cat→dog 0.93" (chapter 6).
+    """The most confident wrong predictions, titled "cat→dog 0.93" (chapter 7).
 
     Each title gives the true class, the predicted class and the probability the
     model gave its prediction; a key above the grid says so. A title too wide for
@@ -422,7 +509,7 @@ def temperature_curves(
 
 
 def bar_comparison(values: Mapping[str, float], ylabel: str, title: str | None = None) -> Figure:
-    """Horizontal bars comparing one figure across runs (chapter 8).
+    """Horizontal bars comparing one figure across runs (chapter 9).
 
     Parameters
     ----------
@@ -455,7 +542,7 @@ def gradient_norms(
     clip_norm: float | None = None,
     title: str | None = None,
 ) -> Figure:
-    """The global gradient norm at every training step, on a log scale (chapter 7).
+    """The global gradient norm at every training step, on a log scale (chapter 8).
 
     Up to five runs share a panel (with the clipping line, six legend entries);
     more go into further panels, one above the other.
@@ -509,7 +596,7 @@ def map_grid(
     signed: bool | Sequence[bool] = False,
     title: str | None = None,
 ) -> Figure:
-    """Small images side by side: filters, kernels or feature maps (chapter 5).
+    """Small images side by side: filters, kernels or feature maps (chapter 6).
 
     Each map sits in a thin grey frame, so that white pixels at its edge stay
     visible on a white page.

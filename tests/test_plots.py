@@ -101,9 +101,12 @@ def _book_figures() -> dict[str, Figure]:
         "grid of 30 (chapter 1)": plots.image_grid(images, labels, CLASS_NAMES, ncols=10),
         "class means (chapter 1)": plots.image_grid(images[:10], labels[:10], CLASS_NAMES,
                                                     ncols=10),
-        "whitening filters (chapter 8)": plots.image_grid(
-            rng.random((12, 2, 2, 3)), range(12), [f"{e:.3g}" for e in np.geomspace(9.9, 1e-4, 12)],
+        "whitening filters (chapter 9)": plots.colour_filters(
+            rng.normal(size=(12, 2, 2, 3)), [f"{e:.3g}" for e in np.geomspace(9.9, 1e-4, 12)],
             ncols=12, size=0.8),
+        "augmentation (chapter 5)": plots.image_grid(
+            images[:24], labels[:24] % 8, CLASS_NAMES, ncols=8,
+            row_labels=["original", "epoch 1", "epoch 2"]),
         "balance": plots.class_balance({"train": [5000] * 10, "test": [1000] * 10}, CLASS_NAMES),
         "curves, one run": plots.training_curves(_history(20), title="Seed CNN, Adam 1e-4"),
         "curves, five heads (chapter 3)": plots.training_curves(heads["five heads"]),
@@ -160,21 +163,53 @@ def test_notebook_png_is_rendered_at_150_dpi(book_figures) -> None:
     assert height == pytest.approx(fig.get_figheight() * plots.DPI, rel=0.05)
 
 
-def test_at_most_six_legend_entries_per_axes(book_figures) -> None:
+def _legends(fig: Figure) -> list:
+    """Every legend of ``fig``: on its axes, on the figure and on its subfigures."""
+    from matplotlib.legend import Legend
+
+    return [legend for legend in fig.findobj(Legend)]
+
+
+def test_at_most_six_legend_entries_per_legend(book_figures) -> None:
     eight = plots.training_curves({f"run {i}": _history(3, 1 + i / 10) for i in range(8)})
     temps = plots.temperature_curves(np.arange(4.0), [0.5 + i / 4 for i in range(9)])
     norms = plots.gradient_norms({f"lr {i}": np.ones(5) * (i + 1) for i in range(7)}, clip_norm=3)
     for name, fig in {**book_figures, "eight runs": eight, "nine temperatures": temps,
                       "seven norms": norms}.items():
-        for ax in fig.axes:
-            legend = ax.get_legend()
-            if legend is not None:
-                assert 1 <= len(legend.get_texts()) <= plots.MAX_LEGEND, name
+        for legend in _legends(fig):
+            assert 1 <= len(legend.get_texts()) <= plots.MAX_LEGEND, name
     assert len(eight.axes) == 4          # two rows of (loss, accuracy): 6 runs + 2 runs
-    assert [len(ax.get_legend().get_texts()) for ax in eight.axes[1::2]] == [6, 2]
+    run_keys = [[t.get_text() for t in legend.get_texts()] for legend in _legends(eight)
+                if legend.get_texts()[0].get_text().startswith("run")]
+    assert [len(k) for k in run_keys] == [6, 2]
+    assert sorted(sum(run_keys, [])) == [f"run {i}" for i in range(8)]
     assert len(temps.axes) == 2 and len(norms.axes) == 2
     bars = sum(len(ax.patches) for ax in temps.axes)
     assert bars == 9 * 4                 # every temperature drawn once
+
+
+def _overlaps(box, other) -> bool:
+    return box.x0 < other.x1 and other.x0 < box.x1 and box.y0 < other.y1 and other.y0 < box.y1
+
+
+@pytest.mark.parametrize("runs", [1, 2, 5, 8])
+def test_training_curve_keys_sit_outside_the_panels(runs: int) -> None:
+    histories = ({f"VGG + BN, run {i}": _history(8, 1 + i / 10) for i in range(runs)}
+                 if runs > 1 else _history(8))
+    fig = plots.training_curves(histories, title="a title")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    legends = _legends(fig)
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    texts = [t.get_text() for legend in legends for t in legend.get_texts()]
+    assert texts.count("training") == texts.count("validation") == len(fig.axes) // 2
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not _overlaps(box, ax.get_window_extent(renderer)), texts
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width     # on the figure, not cut off
+    if runs > 1:
+        assert sum(t.startswith("VGG") for t in texts) == runs
 
 
 def _visible_ticks(ax) -> np.ndarray:
@@ -245,7 +280,7 @@ def test_mistake_titles_read_true_arrow_predicted_probability() -> None:
 
 
 def test_image_grids_rewrap_instead_of_shrinking_below_readable(book_figures) -> None:
-    filters = book_figures["whitening filters (chapter 8)"]
+    filters = book_figures["whitening filters (chapter 9)"]
     rows = {round(ax.get_position().y0, 6) for ax in filters.axes}
     assert len(filters.axes) == 12 and len(rows) == 2      # 12 asked in one row: 2 x 6
     grid = book_figures["grid of 30 (chapter 1)"]
@@ -269,7 +304,8 @@ def test_edge_cases_of_the_command_line_figures() -> None:
     no_val = History([{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": float("nan"),
                        "val_accuracy": float("nan"), "lr": 1e-3, "seconds": 1.0}])
     fig = plots.training_curves(no_val)
-    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["training"]
+    assert [[t.get_text() for t in legend.get_texts()] for legend in _legends(fig)] == [
+        ["training"]]
     one = plots.mistakes(np.zeros((1, 32, 32, 3), dtype=np.uint8), [3], [5], [0.5], CLASS_NAMES)
     assert [ax.get_title() for ax in one.axes] == ["cat→dog 0.50"]
     assert one.get_figwidth() <= plots.PAGE_WIDTH
@@ -359,3 +395,47 @@ def test_temperature_curves_with_class_names_and_labels() -> None:
     assert default.get_legend().get_texts()[0].get_text() == "T = 0.434"
     with pytest.raises(ValueError, match="labels"):
         plots.temperature_curves(z, [1.0, 2.0], labels=["one"])
+
+
+def test_augmentation_grid_labels_its_rows(book_figures) -> None:
+    fig = book_figures["augmentation (chapter 5)"]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    image_axes = [ax for ax in fig.axes if ax.images]
+    rows = sorted({round(ax.get_position().y0, 6) for ax in image_axes}, reverse=True)
+    assert len(rows) == 3 and len(image_axes) == 24      # the rows stay as asked
+    labels = {t.get_text(): t for ax in image_axes for t in ax.texts}
+    assert list(labels) == ["original", "epoch 1", "epoch 2"]
+    for (name, text), y0 in zip(labels.items(), rows):
+        box = text.get_window_extent(renderer)
+        row = [ax for ax in image_axes if round(ax.get_position().y0, 6) == y0]
+        first = min(row, key=lambda ax: ax.get_position().x0).get_window_extent(renderer)
+        assert box.x1 <= first.x0 and box.x0 >= 0, name      # left of the row, on the page
+        assert first.y0 <= (box.y0 + box.y1) / 2 <= first.y1, name
+    assert fig.get_figwidth() <= plots.PAGE_WIDTH + 1e-9
+    with pytest.raises(ValueError, match="row labels"):
+        plots.image_grid(np.zeros((24, 32, 32, 3)), [0] * 24, CLASS_NAMES, ncols=8,
+                         row_labels=["original", "epoch 1"])
+    with pytest.raises(ValueError, match="row labels"):  # 16 columns would be rewrapped
+        plots.image_grid(np.zeros((32, 32, 32, 3)), [0] * 32, CLASS_NAMES, ncols=16,
+                         row_labels=["original", "augmented"])
+
+
+def test_colour_filters_share_one_symmetric_scale() -> None:
+    filters = np.zeros((3, 2, 2, 3))
+    filters[0] = 0.5                       # flat, equal in the three channels
+    filters[1, :, :, 0] = -2.0             # the largest value: full red turned off
+    filters[2, 0, 0, 2] = 1.0              # half the largest, in blue
+    fig = plots.colour_filters(filters, ["a", "b", "c"], ncols=3)
+    shown = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(shown) == 3
+    np.testing.assert_allclose(shown[0], 0.5 + 0.5 * 0.5 / 2.0)   # grey, not stretched
+    np.testing.assert_allclose(shown[1][..., 0], 0.0)
+    np.testing.assert_allclose(shown[1][..., 1:], 0.5)             # zero is mid-grey
+    assert shown[2][0, 0, 2] == pytest.approx(0.75)
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
+    assert "one scale" in fig.get_suptitle()
+    with pytest.raises(ValueError, match="titles"):
+        plots.colour_filters(filters, ["a"])
+    with pytest.raises(ValueError, match="colour filters"):
+        plots.colour_filters(filters[..., 0], ["a", "b", "c"])
