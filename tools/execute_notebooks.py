@@ -2,7 +2,10 @@
 
 Usage::
 
-    CIFAR10_DIR=path/to/cifar10-jpeg python tools/execute_notebooks.py chapters/07_seed_cnn.ipynb
+    CIFAR10_DIR=path/to/cifar10-png/cifar10 python tools/execute_notebooks.py chapters/07_seed_cnn.ipynb
+
+The data folder is the original CIFAR-10 as ``.ci/run`` extracts it from
+``../shared/data/cifar10-png.zip``.
 
 Each notebook runs in its own folder with no cell time limit. TensorFlow's C++
 start-up notices are not captured (``capture_fd_output=False``), exactly as under
