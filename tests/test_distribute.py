@@ -4,8 +4,9 @@
   subprocess, because the CPU must be split before TensorFlow sets up its devices);
   that they compute what one device computes is tested with
   :func:`cifar_tutorial.experiments.compare_with_one_device`, in ``test_experiments.py``;
-- two ``MultiWorkerMirroredStrategy`` workers on 127.0.0.1, started through the
-  command line, finish with equal weights, and only the chief writes files.
+- two ``MultiWorkerMirroredStrategy`` workers on 127.0.0.1 (``tests/cluster.py``),
+  started through the command line, finish with equal weights, and only the chief
+  writes files.
 
 No real CIFAR-10 is needed: the data is synthetic.
 """
@@ -23,6 +24,7 @@ import pytest
 import tensorflow as tf
 
 from cifar_tutorial import distribute, models, runtime
+from tests import cluster
 from tests.fixtures import make_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +73,12 @@ def test_two_workers_through_the_command_line(tmp_path: Path) -> None:
          "--batch-size", "16", "--lr", "0.01"]
         for out in outs
     ]
-    results = distribute.run_local_workers(
+    results = cluster.run_local_workers(
         commands, timeout=SUBPROCESS_TIMEOUT_S,
         env={"TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(scratch), "MPLBACKEND": "Agg"},
     )
     logs = "\n".join(f"--- worker {r.index}\n{r.output[-3000:]}" for r in results)
-    summary = distribute.worker_summary(results)
+    summary = cluster.worker_summary(results)
     assert not any(r.timed_out for r in results), logs
     assert summary["returncodes"] == [0, 0], logs
     # Both trained with 2 replicas and ended with bit-identical weights.
@@ -91,7 +93,7 @@ def test_two_workers_through_the_command_line(tmp_path: Path) -> None:
 
 
 def test_tf_config_and_ports() -> None:
-    ports = distribute.free_ports(3)
+    ports = cluster.free_ports(3)
     assert len(set(ports)) == 3 and all(0 < p < 65536 for p in ports)
     workers = [f"127.0.0.1:{p}" for p in ports[:2]]
     config = json.loads(distribute.tf_config(workers, 1))
@@ -157,9 +159,9 @@ def test_shard_by_data_sets_the_policy() -> None:
 
 
 def test_worker_summary_reads_digests() -> None:
-    results = [distribute.WorkerResult(0, 0, "...\nWeights digest 0123456789ab\n"),
-               distribute.WorkerResult(1, 1, "Traceback ...")]
-    assert distribute.worker_summary(results) == {
+    results = [cluster.WorkerResult(0, 0, "...\nWeights digest 0123456789ab\n"),
+               cluster.WorkerResult(1, 1, "Traceback ...")]
+    assert cluster.worker_summary(results) == {
         "returncodes": [0, 1], "digests": ["0123456789ab", None]}
 
 
