@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ReliabilityTable:
     """Counts, mean confidence and accuracy per confidence bin (chapter 10).
 

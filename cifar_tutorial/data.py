@@ -58,7 +58,7 @@ Source = Literal["auto", "folder", "tfds"]
 LabelMode = Literal["sparse", "onehot"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class CifarData:
     """CIFAR-10 in memory: uint8 images, integer labels, class names, source.
 

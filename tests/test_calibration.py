@@ -143,3 +143,10 @@ def test_fit_temperature_warns_of_a_minimum_at_the_edge() -> None:
         calibration.fit_temperature(np.array([[0.0, -np.inf]]), np.array([1]))
     with pytest.raises(ValueError, match="positive"):
         calibration.temperature_nll(np.zeros((1, 2)), np.array([0]), 0.0)
+
+
+def test_reliability_tables_compare_by_identity() -> None:
+    probs, labels = _two_class([0.5, 0.7, 0.9], [True, False, True])
+    table = calibration.reliability_table(probs, labels, bins=10)
+    again = calibration.reliability_table(probs, labels, bins=10)
+    assert table == table and table != again and len({table, again}) == 2

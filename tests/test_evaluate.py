@@ -32,6 +32,18 @@ def test_evaluation_metrics_and_worst_mistakes() -> None:
     assert d["accuracy"] == 0.5 and d["confusion_matrix"][1][2] == 1
 
 
+def test_dataclasses_holding_arrays_compare_by_identity() -> None:
+    """==, which numpy arrays cannot answer for a whole dataclass, is identity."""
+    from tests.fixtures import synthetic_data
+
+    probs = np.array([[0.9, 0.1], [0.3, 0.7]])
+    ev = evaluate.Evaluation(np.array([0, 1]), np.array([0, 1]), probs, ("a", "b"))
+    twin = evaluate.Evaluation(np.array([0, 1]), np.array([0, 1]), probs, ("a", "b"))
+    cifar = synthetic_data(20)
+    assert ev == ev and ev != twin and cifar == cifar and cifar != synthetic_data(20)
+    assert len({ev, twin, cifar}) == 3  # hashable too
+
+
 # --------------------------------------------------------------------------- test-time augmentation
 
 
