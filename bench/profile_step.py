@@ -2,7 +2,11 @@
 
 Example::
 
-    PYTHONPATH=. python bench/profile_step.py --out bench/results/profile_step.json
+    python bench/profile_step.py --out bench/results/profile_step.json
+
+The recipe's settings are flags of the same names as the fields of
+:class:`cifar_tutorial.recipes.FastHyperparameters` (``--batch-size``,
+``--no-fused-norm``, ...), with the recipe's defaults, as in ``bench/fast_recipe.py``.
 
 Three measurements, in one process, on random uint8 images (the step's speed does
 not depend on the pixel values, and no data pipeline is involved):
@@ -29,15 +33,16 @@ import argparse
 import collections
 import dataclasses
 import glob
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import _common  # noqa: E402 - bench/ is the first entry of sys.path
+from fast_recipe import add_hyperparameter_flags, hyperparameters_from  # noqa: E402
 
 #: The groups the op table sorts ops into, in the order they are shown.
 GROUPS = (
@@ -121,9 +126,14 @@ def group_table(times: dict[str, float], steps: int) -> dict[str, float]:
     return out
 
 
-def conv_flops(widths: tuple[int, int, int], whiten_channels: int = 24) -> float:
+def _whitened(whiten_patch: int) -> tuple[int, int]:
+    """Size and channels of the whitening layer's maps: 32 - p + 1 pixels, 2 * 3 * p * p filters."""
+    return 32 - whiten_patch + 1, 2 * 3 * whiten_patch**2
+
+
+def conv_flops(widths: tuple[int, int, int], whiten_patch: int) -> float:
     """Forward FLOPs per image of the fast net's six 3x3 convolutions (2 per multiply-add)."""
-    size, cin, total = 31, whiten_channels, 0.0
+    (size, cin), total = _whitened(whiten_patch), 0.0
     for width in widths:
         total += 2 * size * size * 9 * cin * width
         size //= 2
@@ -132,20 +142,21 @@ def conv_flops(widths: tuple[int, int, int], whiten_channels: int = 24) -> float
     return total
 
 
-def time_convolutions(batch: int, widths: tuple[int, int, int], precision: str,
-                      repeats: int) -> float:
+def time_convolutions(batch: int, widths: tuple[int, int, int], whiten_patch: int,
+                      precision: str, repeats: int) -> float:
     """Seconds per forward and backward pass of the six 3x3 convolutions and pools alone."""
     import keras
     import tensorflow as tf
 
     dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
-    layers: list[Any] = [keras.Input((31, 31, 24), dtype=dtype)]
+    size, channels = _whitened(whiten_patch)
+    layers: list[Any] = [keras.Input((size, size, channels), dtype=dtype)]
     for b, width in enumerate(widths):
         layers += [keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype),
                    keras.layers.MaxPooling2D(2, dtype=dtype),
                    keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype)]
     convs = keras.Sequential(layers)
-    x = tf.random.normal((batch, 31, 31, 24), dtype=dtype)
+    x = tf.random.normal((batch, size, size, channels), dtype=dtype)
 
     @tf.function
     def step(x: Any) -> Any:
@@ -162,23 +173,24 @@ def time_convolutions(batch: int, widths: tuple[int, int, int], precision: str,
     return (time.perf_counter() - t0) / repeats
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run the three measurements and write them as JSON."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: the measurement's own flags and the recipe's (but ``--epochs``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=40, help="timed steps of the recipe")
     parser.add_argument("--profiled-steps", type=int, default=8)
     parser.add_argument("--precision", default="auto",
                         choices=["auto", "float32", "mixed_bfloat16"])
     parser.add_argument("--inter-op-threads", type=int, default=0,
                         help="TensorFlow's inter-op threads (0: its default)")
-    parser.add_argument("--no-fused-norm", action="store_true",
-                        help="train with Keras' own BatchNormalization")
-    parser.add_argument("--no-compiled-gelu", action="store_true",
-                        help="compute the GELUs with Keras' own ops")
     parser.add_argument("--label", default="", help="a name for this configuration")
     parser.add_argument("--out", default=None, help="path of the JSON results")
-    args = parser.parse_args(argv)
+    add_hyperparameter_flags(parser, skip=("epochs",))  # one epoch of --steps + 1 batches
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the three measurements and write them as JSON."""
+    args = build_parser().parse_args(argv)
 
     import numpy as np
     import tensorflow as tf
@@ -186,31 +198,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     from cifar_tutorial import recipes, runtime
-    from cifar_tutorial.records import portable_argv
 
     precision = runtime.choose_precision(args.precision)
-    cpu = runtime.describe_cpu()
+    cpu = _common.describe_cpu()
     print(f"{cpu['cpu_model']}, {cpu['cores_available']} cores, bfloat16: "
           f"{cpu['matrix_extensions']}, precision {precision}", flush=True)
-    hyp = recipes.FastHyperparameters(batch_size=args.batch_size, epochs=1.0,
-                                      fused_norm=not args.no_fused_norm,
-                                      compiled_gelu=not args.no_compiled_gelu)
+    hyp = hyperparameters_from(args, epochs=1.0)
+    batch = hyp.batch_size
     rng = np.random.default_rng(0)
-    n = args.batch_size * (args.steps + 1)
+    n = batch * (args.steps + 1)
     x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, size=n).astype(np.int32)
 
     _, history = recipes.train_fast(x, y, hyp=hyp, precision=precision, verbose=0)
     step_rate = history.summary["images_per_s"]
     print(f"the step: {step_rate:.0f} img/s over {history.summary['steps'] - 1} steps "
-          f"({1000 * args.batch_size / step_rate:.0f} ms a step), "
+          f"({1000 * batch / step_rate:.0f} ms a step), "
           f"cores {history['cpu_per_wall'][0]:.2f}", flush=True)
 
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        recipes.train_fast(x[: args.batch_size * args.profiled_steps],
-                           y[: args.batch_size * args.profiled_steps], hyp=hyp,
-                           precision=precision, verbose=0)
+        recipes.train_fast(x[: batch * args.profiled_steps], y[: batch * args.profiled_steps],
+                           hyp=hyp, precision=precision, verbose=0)
         tf.profiler.experimental.stop()
         times = op_times(logdir)
     groups = group_table(times, args.profiled_steps)
@@ -221,38 +230,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'sum':<30}{total:8.1f}")
     top = sorted(times.items(), key=lambda kv: -kv[1])
 
-    seconds = time_convolutions(args.batch_size, hyp.widths, precision, repeats=10)
-    flops = 3 * conv_flops(hyp.widths) * args.batch_size
-    conv_rate = args.batch_size / seconds
+    seconds = time_convolutions(batch, hyp.widths, hyp.whiten_patch, precision, repeats=10)
+    flops = 3 * conv_flops(hyp.widths, hyp.whiten_patch) * batch
+    conv_rate = batch / seconds
     print(f"the convolutions alone: {conv_rate:.0f} img/s "
           f"({1000 * seconds:.0f} ms a step, {flops / seconds / 1e9:.0f} GFLOP/s); "
           f"the step runs at {step_rate / conv_rate:.2f} of that", flush=True)
 
     result: dict[str, Any] = {
+        **_common.run_metadata(None),
+        "data": {"name": "random pixels", "format": "synthetic", "original": None},
         "label": args.label,
         "args": vars(args),
         "precision": precision,
         "hyperparameters": dataclasses.asdict(hyp),
         "step_images_per_s": step_rate,
-        "step_ms": 1000 * args.batch_size / step_rate,
+        "step_ms": 1000 * batch / step_rate,
         "step_cores": history["cpu_per_wall"][0],
         "op_ms_per_step": groups,
         "ops_ms_per_step": {k: v / args.profiled_steps for k, v in top},
         "conv_images_per_s": conv_rate,
         "conv_ms": 1000 * seconds,
         "conv_gflop_per_s": flops / seconds / 1e9,
-        "conv_forward_mflop_per_image": conv_flops(hyp.widths) / 1e6,
-        "machine": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": {"tensorflow": tf.__version__},
-        "argv": portable_argv(sys.argv),
+        "conv_forward_mflop_per_image": conv_flops(hyp.widths, hyp.whiten_patch) / 1e6,
     }
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.out}")
+        print(f"wrote {_common.write_json(args.out, result)}")
     return 0
 
 
