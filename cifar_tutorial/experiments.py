@@ -455,7 +455,9 @@ def compare_with_one_device(
         A name for :func:`cifar_tutorial.models.build_model` (without dropout, so
         that the replicas draw no random numbers).
     seed : int
-        Seed of the initial weights and of the data order.
+        Seed of the initial weights and of the data order. Op determinism is left
+        as the process has it (:func:`cifar_tutorial.runtime.set_seed`): both runs
+        use deterministic kernels when the chapter's setup cell turned them on.
 
     Returns
     -------
@@ -516,7 +518,9 @@ def throughput(
     model : str
         A name for :func:`cifar_tutorial.models.build_model`.
     seed : int
-        Seed.
+        Seed. Op determinism is left as the process has it
+        (:func:`cifar_tutorial.runtime.set_seed`): where it is on, as after every
+        chapter's setup cell, the speed is that of the deterministic kernels.
 
     Returns
     -------

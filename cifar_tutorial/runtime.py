@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Any
 
 import keras
 import tensorflow as tf
@@ -29,8 +28,6 @@ __all__ = [
     "describe_run",
     "set_seed",
     "cpu_flags",
-    "matrix_extensions",
-    "describe_cpu",
     "bf16_supported",
     "PRECISIONS",
     "choose_precision",
@@ -162,14 +159,18 @@ def set_seed(seed: int = 0, deterministic: bool = True) -> None:
     With ``deterministic=True`` TensorFlow picks deterministic kernels
     (``tf.config.experimental.enable_op_determinism``), so that two runs with the
     same seed give bit-identical weights on the same machine (about 10% slower).
+    Op determinism belongs to the whole process, and TensorFlow has no call that
+    turns it off: once on, it stays on until the process (the notebook's kernel)
+    ends.
 
     Parameters
     ----------
     seed : int
         The seed for :func:`keras.utils.set_random_seed`.
     deterministic : bool
-        Also turn on TensorFlow's op determinism. It cannot be turned off again in
-        the same process.
+        ``True`` turns op determinism on, for good. ``False`` leaves it as it is:
+        off in a fresh process, still on after any earlier call with ``True``
+        (every chapter's setup cell makes one).
     """
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -191,65 +192,6 @@ def cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
-
-
-def matrix_extensions(flags: set[str] | None = None) -> str:
-    """Name the bfloat16 matrix extension a CPU offers, the fastest first (chapter 8).
-
-    Parameters
-    ----------
-    flags : set of str, optional
-        CPU flags; this machine's (:func:`cpu_flags`) by default.
-
-    Returns
-    -------
-    str
-        ``"AMX-BF16"`` (tile matrix units), ``"AVX512-BF16"`` (vector dot products)
-        or ``"neither"``.
-    """
-    flags = cpu_flags() if flags is None else flags
-    if "amx_bf16" in flags:
-        return "AMX-BF16"
-    if "avx512_bf16" in flags:
-        return "AVX512-BF16"
-    return "neither"
-
-
-def describe_cpu() -> dict[str, Any]:
-    """This machine's CPU as the benchmarks record it beside every timing (chapter 8).
-
-    Returns
-    -------
-    dict
-        ``cpu_model`` (from ``/proc/cpuinfo``), ``cpu_generation`` (its "cpu
-        family" and "model" numbers, which tell apart generations that share a
-        name), ``cpu_count``, ``cores_available`` (to this process),
-        ``matrix_extensions`` (:func:`matrix_extensions`), ``avx512f`` and
-        ``platform``.
-    """
-    fields: dict[str, str] = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if not key.strip():
-                break  # the end of the first processor's block
-            fields.setdefault(key.strip(), value.strip())
-    model = fields.get("model name") or platform.processor() or "unknown"
-    generation = None
-    if "cpu family" in fields and "model" in fields:
-        generation = f"family {fields['cpu family']}, model {fields['model']}"
-    flags = cpu_flags()
-    return {
-        "cpu_model": model,
-        "cpu_generation": generation,
-        "cpu_count": os.cpu_count(),
-        "cores_available": (len(os.sched_getaffinity(0))
-                            if hasattr(os, "sched_getaffinity") else None),
-        "matrix_extensions": matrix_extensions(flags),
-        "avx512f": "avx512f" in flags,
-        "platform": platform.platform(),
-    }
 
 
 def bf16_supported() -> bool:

@@ -214,6 +214,16 @@ def test_matrix_extensions_name_the_fastest(common, flags, name: str) -> None:
     assert common.matrix_extensions(flags) == name
 
 
+def test_describe_cpu_names_this_machine(common) -> None:
+    from cifar_tutorial import runtime
+
+    cpu = common.describe_cpu()
+    assert cpu["matrix_extensions"] == common.matrix_extensions(runtime.cpu_flags())
+    assert cpu["avx512f"] == ("avx512f" in runtime.cpu_flags()) and cpu["cpu_model"]
+    if Path("/proc/cpuinfo").exists():
+        assert cpu["cpu_generation"].startswith("family ") and ", model " in cpu["cpu_generation"]
+
+
 def test_describe_cpu_reads_the_first_processor(common, tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\ncpu family\t: 6\nmodel\t\t: 167\n"
