@@ -9,7 +9,7 @@ these lines), and draws the figure::
     .venv/bin/python bench/report.py --figure chapters/images/time_to_accuracy.png
 
 Runs of our recipe are ``fast_recipe_*.json`` (``bench/fast_recipe.py``, read with
-:func:`cifar_tutorial.experiments.read_bench_results`, as chapter 8 reads them), runs
+:func:`cifar_tutorial.experiments.read_bench_results`, as chapter 9 reads them), runs
 of the reference are ``peer_airbench_*.json`` (``bench/peer_airbench.py``), and the
 seed CNN's are in ``seed_cnn.json`` (``bench/seed_cnn.py``); the profiles of the
 recipe's step are ``profile_step_*.json`` (``bench/profile_step.py``). Every file is
@@ -64,7 +64,7 @@ CHANGES = {"b1024": "batch 1,024", "fused": "fused ops", "bnm0.8": "norm momentu
 
 
 def load_ours(path: Path) -> Run:
-    """A run of ``bench/fast_recipe.py``, read by chapter 8's own reader of its files."""
+    """A run of ``bench/fast_recipe.py``, read by chapter 9's own reader of its files."""
     (row,), _ = read_bench_results([path])
     machine = read_json(path).get("machine") or {}
     accuracy = {"none": row["test_acc"], "flip": row["test_acc_tta"],

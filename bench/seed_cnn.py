@@ -9,7 +9,7 @@ and images per second (first epoch, which includes graph tracing, reported apart
         --out bench/results/seed_cnn.json
 
 ``CIFAR10_DIR`` names the original CIFAR-10 as PNG files
-(``train/<class>/*.png``). ``--model vgg_bn --augment`` times chapter 8's VGG net
+(``train/<class>/*.png``). ``--model vgg_bn --augment`` times chapter 9's VGG net
 the same way (Adam 1e-3, batch 32, random flips and shifts), into
 ``bench/results/vgg_bn.json``. The file holds the runs under ``"runs"`` and where
 they came from (``bench/_common.py``'s ``run_metadata``: commit, machine, data).

@@ -1,6 +1,6 @@
 """Calibration: does a confidence of 0.8 mean right four times in five?
 
-Chapter 10 ("Can we trust the classifier?") measures how far a network's top-class
+Chapter 11 ("Can we trust the classifier?") measures how far a network's top-class
 probability is from its accuracy, with a reliability table and the expected
 calibration error (ECE), and repairs it with temperature scaling: dividing the
 logits by one number ``T`` fitted on the validation split (Guo et al., 2017). That
@@ -33,7 +33,7 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ReliabilityTable:
-    """Counts, mean confidence and accuracy per confidence bin (chapter 10).
+    """Counts, mean confidence and accuracy per confidence bin (chapter 11).
 
     Attributes
     ----------
@@ -98,7 +98,7 @@ def _checked(probabilities: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, n
 
 
 def reliability_table(probabilities: ArrayLike, labels: ArrayLike, bins: int = 15) -> ReliabilityTable:
-    """Group predictions by their confidence and compare it with their accuracy (chapter 10).
+    """Group predictions by their confidence and compare it with their accuracy (chapter 11).
 
     The confidence of a prediction is its top-class probability. Bin ``k`` of
     ``bins`` equal-width bins holds the confidences in ``(k / bins, (k + 1) / bins]``;
@@ -141,7 +141,7 @@ def reliability_table(probabilities: ArrayLike, labels: ArrayLike, bins: int = 1
 
 
 def expected_calibration_error(probabilities: ArrayLike, labels: ArrayLike, bins: int = 15) -> float:
-    """The count-weighted mean gap between accuracy and confidence (chapter 10).
+    """The count-weighted mean gap between accuracy and confidence (chapter 11).
 
     ``ECE = sum_k (n_k / n) |accuracy_k - confidence_k|`` over the bins of
     :func:`reliability_table`; empty bins weigh nothing. A perfectly calibrated
@@ -168,7 +168,7 @@ def expected_calibration_error(probabilities: ArrayLike, labels: ArrayLike, bins
 
 
 def temperature_nll(logits: ArrayLike, labels: ArrayLike, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of ``softmax(logits / T)`` (chapter 10).
+    """Mean negative log-likelihood of ``softmax(logits / T)`` (chapter 11).
 
     Parameters
     ----------
@@ -205,7 +205,7 @@ def fit_temperature(
     high: float = 1e3,
     tolerance: float = 1e-6,
 ) -> float:
-    """The temperature ``T > 0`` that minimises the mean NLL of ``softmax(logits / T)`` (chapter 10).
+    """The temperature ``T > 0`` that minimises the mean NLL of ``softmax(logits / T)`` (chapter 11).
 
     Fit it on the validation split, never on the test set that will judge it. The
     NLL is a convex function of ``1 / T``, so it has a single minimum on

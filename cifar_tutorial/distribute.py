@@ -1,4 +1,4 @@
-"""Distribution strategies and the helpers of chapter 9 ("Scaling out with tf.distribute").
+"""Distribution strategies and the helpers of chapter 10 ("Scaling out with tf.distribute").
 
 The trainers in :mod:`cifar_tutorial.train` take any ``tf.distribute.Strategy``.
 This module
@@ -15,7 +15,7 @@ This module
 - writes the ``TF_CONFIG`` of a worker (:func:`tf_config`).
 
 The tests start clusters of worker processes on one machine with
-``tests/cluster.py``; chapter 9 shows the commands a reader runs instead.
+``tests/cluster.py``; chapter 10 shows the commands a reader runs instead.
 
 The timed comparison of one device with several replicas lives with the other
 experiments, in :mod:`cifar_tutorial.experiments`.
@@ -118,7 +118,7 @@ def scaled_learning_rate(base: float, global_batch: int, reference_batch: int) -
 
 
 def split_cpu(replicas: int = 2) -> list[str]:
-    """Split the CPU into ``replicas`` logical devices (chapter 9).
+    """Split the CPU into ``replicas`` logical devices (chapter 10).
 
     ``MirroredStrategy`` then runs one replica on each, which shows on a machine
     without GPUs that several replicas compute what one device computes. The
@@ -191,7 +191,7 @@ def is_chief(strategy=None) -> bool:
     """Tell whether this process writes outputs: always, except on non-chief workers.
 
     With ``MultiWorkerMirroredStrategy`` every worker trains, but only the chief
-    (the ``chief`` task, or worker 0 where there is none) writes files (chapter 9).
+    (the ``chief`` task, or worker 0 where there is none) writes files (chapter 10).
 
     Parameters
     ----------
@@ -216,13 +216,13 @@ def is_chief(strategy=None) -> bool:
 
 
 def is_multi_worker(strategy) -> bool:
-    """Tell whether ``strategy`` has replicas in other processes (chapter 9)."""
+    """Tell whether ``strategy`` has replicas in other processes (chapter 10)."""
     replicas = strategy.num_replicas_in_sync
     return replicas > 1 and replicas > len(strategy.extended.worker_devices)
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Let each worker of a cluster take its share of every batch (chapter 9).
+    """Let each worker of a cluster take its share of every batch (chapter 10).
 
     The pipelines read arrays, not files, so the automatic choice (shard by file)
     cannot apply; say so instead of letting TensorFlow warn and fall back.
@@ -233,7 +233,7 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def workers_disagreement(strategy, epochs_done: int) -> str | None:
-    """Say why the workers cannot resume together, or ``None`` when they can (chapter 9).
+    """Say why the workers cannot resume together, or ``None`` when they can (chapter 10).
 
     Workers that would resume from different epochs would wait for each other
     forever, so the trainers refuse to start. Every worker contributes ``n`` and
@@ -274,7 +274,7 @@ def workers_disagreement(strategy, epochs_done: int) -> str | None:
 
 
 def tf_config(workers: Sequence[str], index: int) -> str:
-    """The ``TF_CONFIG`` value for worker ``index`` of a cluster (chapter 9).
+    """The ``TF_CONFIG`` value for worker ``index`` of a cluster (chapter 10).
 
     Every worker gets the same list of addresses and its own index; worker 0 is
     the chief, which writes the outputs.
@@ -299,7 +299,7 @@ def tf_config(workers: Sequence[str], index: int) -> str:
 
 
 def local_copy(model):
-    """A copy of ``model`` whose variables live on this process only (chapter 9).
+    """A copy of ``model`` whose variables live on this process only (chapter 10).
 
     Keras' ``predict`` and ``evaluate`` are not usable on a model built under
     ``MultiWorkerMirroredStrategy`` (they would wait for the other workers); the

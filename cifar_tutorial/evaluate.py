@@ -1,7 +1,7 @@
 """Evaluation: accuracy, per-class accuracy, confusion matrix, worst mistakes.
 
-Chapter 6 ("The seed's CNN") evaluates the trained net once on the test set with
-:func:`evaluate`; chapter 8 adds test-time augmentation (``tta="flip"`` or
+Chapter 7 ("The seed's CNN") evaluates the trained net once on the test set with
+:func:`evaluate`; chapter 9 adds test-time augmentation (``tta="flip"`` or
 ``"flip_shift"``), which the command line, the fast recipe and the benchmarks use
 through :func:`predict_logits`: one definition, averaging logits.
 """
@@ -128,7 +128,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 TTA_LEVELS: tuple[str, ...] = ("none", "flip", "flip_shift")
-"""Levels of test-time augmentation (chapter 8), from the image alone, to the image and
+"""Levels of test-time augmentation (chapter 9), from the image alone, to the image and
 its mirror image, to these two for the image and for copies shifted by one pixel."""
 
 
@@ -138,7 +138,7 @@ def tta_views(images: np.ndarray, tta: str = "none") -> Iterator[tuple[float, np
     ``"flip"`` adds the mirror images (left-right), each pair weighted 1/2.
     ``"flip_shift"`` weights that pair 1/2 in all and adds, with weight 1/4 each, the
     same pair for copies shifted by one pixel down-right and up-left (reflect
-    padding), as airbench does (chapter 8).
+    padding), as airbench does (chapter 9).
 
     Parameters
     ----------
@@ -173,7 +173,7 @@ def predict_logits(
     """Class scores (logits) for uint8 or [0, 1] float images, with test-time augmentation.
 
     Test-time augmentation averages the *logits* of the copies that
-    :func:`tta_views` makes, the same at every level and for every model (chapter 8).
+    :func:`tta_views` makes, the same at every level and for every model (chapter 9).
     For a model that ends in a probability head the logits are the log-probabilities
     (they differ from the scores before the head by a constant per image, which
     changes neither the softmax nor the predicted class); a head that is not a
@@ -239,7 +239,7 @@ def predict_probabilities(
     batch_size : int
         Prediction batch size.
     tta : {"none", "flip", "flip_shift"}
-        Test-time augmentation (chapter 8), see :data:`TTA_LEVELS`.
+        Test-time augmentation (chapter 9), see :data:`TTA_LEVELS`.
 
     Returns
     -------
@@ -258,7 +258,7 @@ def predict_probabilities(
 def evaluate(
     model: keras.Model, data: CifarData, split: str = "test", batch_size: int = 500, tta: str = "none"
 ) -> Evaluation:
-    """Evaluate ``model`` on one split of ``data`` (chapter 6).
+    """Evaluate ``model`` on one split of ``data`` (chapter 7).
 
     Parameters
     ----------

@@ -1,13 +1,13 @@
-"""Small, timed training experiments and their tables (chapter 8, "Going further").
+"""Small, timed training experiments and their tables (chapter 9, "Going further").
 
-Chapter 8 measures what each ingredient of a stronger training run buys. Every
+Chapter 9 measures what each ingredient of a stronger training run buys. Every
 experiment is one call of :func:`run_experiment` (seed, build, compile, train, time);
 :func:`runs_table` and :func:`text_table` turn the results into fixed-width tables,
 :func:`grid_search` tries every combination of a few hyperparameters and ranks them
 by validation accuracy, and :func:`read_bench_results` reads the JSON files that
 ``bench/fast_recipe.py`` writes.
 
-Chapter 9 ("Scaling out") times and compares runs too: :func:`compare_with_one_device`
+Chapter 10 ("Scaling out") times and compares runs too: :func:`compare_with_one_device`
 trains one model on one device and on several replicas and compares the weights,
 and :func:`throughput` measures images per second under a strategy.
 """
@@ -51,7 +51,7 @@ __all__ = [
 
 @dataclasses.dataclass
 class Experiment:
-    """One training run of chapter 8: the trained model, its history and its wall time.
+    """One training run of chapter 9: the trained model, its history and its wall time.
 
     Attributes
     ----------
@@ -82,7 +82,7 @@ def run_experiment(
     verbose: int = 1,
     **compile_options: Any,
 ) -> Experiment:
-    """Seed, build, compile and train one model, and time the training (chapter 8).
+    """Seed, build, compile and train one model, and time the training (chapter 9).
 
     Every run starts from :func:`cifar_tutorial.runtime.set_seed` with the same
     ``seed``, so two experiments that differ in one setting start from the same
@@ -136,7 +136,7 @@ def text_table(
     formats: Mapping[str, str],
     headers: Mapping[str, str] | None = None,
 ) -> str:
-    """Format rows as a fixed-width text table (chapter 8).
+    """Format rows as a fixed-width text table (chapter 9).
 
     Parameters
     ----------
@@ -234,7 +234,7 @@ RUN_HEADERS: dict[str, str] = {
 
 
 def runs_table(runs: Mapping[str, Experiment | History]) -> str:
-    """Compare runs in one table, one line each (chapter 8).
+    """Compare runs in one table, one line each (chapter 9).
 
     Parameters
     ----------
@@ -270,7 +270,7 @@ def grid_search(
     seed: int = 0,
     **fixed: Any,
 ) -> list[dict[str, Any]]:
-    """Train one model per combination of settings; rank them on validation (chapter 8).
+    """Train one model per combination of settings; rank them on validation (chapter 9).
 
     Parameters
     ----------
@@ -317,7 +317,7 @@ def grid_search(
 def read_bench_results(
     paths: Sequence[str | os.PathLike],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Read the JSON results of ``bench/fast_recipe.py`` (chapter 8).
+    """Read the JSON results of ``bench/fast_recipe.py`` (chapter 9).
 
     Each file holds the run's :class:`~cifar_tutorial.records.History` under
     ``"history"``, its held-out figures named for the test set
@@ -429,7 +429,7 @@ def compare_with_one_device(
     model: str = "seed",
     seed: int = 0,
 ) -> Comparison:
-    """Train the same model on one device and with ``MirroredStrategy``; compare (chapter 9).
+    """Train the same model on one device and with ``MirroredStrategy``; compare (chapter 10).
 
     Both runs start from the same weights and see the same batches in the same
     order. With the loss averaged over the global batch, summing the replicas'
@@ -498,7 +498,7 @@ def throughput(
     model: str = "seed",
     seed: int = 0,
 ) -> float:
-    """Training speed in images per second: the fastest epoch after the first (chapter 9).
+    """Training speed in images per second: the fastest epoch after the first (chapter 10).
 
     The first epoch pays for tracing and warming up and is not counted. Of the
     others the fastest is kept, the one least disturbed by other programs.

@@ -6,7 +6,7 @@ version, a smoke run the tests' tiny one.
 Chapter 1 ("Classification as a task") introduces these helpers in its setup cell;
 every later chapter calls them first. :func:`set_seed` is the one place where the
 package seeds its random numbers, and :func:`choose_precision` the one place where
-it decides between bfloat16 and float32 (chapter 8).
+it decides between bfloat16 and float32 (chapter 9).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def cpu_flags() -> set[str]:
 def bf16_supported() -> bool:
     """Tell whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16).
 
-    Chapter 8 uses ``mixed_bfloat16`` only where this holds: elsewhere emulated
+    Chapter 9 uses ``mixed_bfloat16`` only where this holds: elsewhere emulated
     bfloat16 is slower than float32.
 
     Returns
@@ -211,7 +211,7 @@ def bf16_supported() -> bool:
 
 
 def choose_precision(precision: str = "auto") -> str:
-    """Decide between bfloat16 and float32 arithmetic (chapter 8).
+    """Decide between bfloat16 and float32 arithmetic (chapter 9).
 
     ``mixed_bfloat16`` (bfloat16 computations, float32 weights) pays off where the
     hardware computes bfloat16 natively (:func:`bf16_supported`): on a 2-core

@@ -1,4 +1,4 @@
-"""A cluster of worker processes on this machine, for the tests of chapter 9's trainers.
+"""A cluster of worker processes on this machine, for the tests of chapter 10's trainers.
 
 :func:`run_local_workers` starts one process per command with a ``TF_CONFIG``
 (:func:`cifar_tutorial.distribute.tf_config`) naming free ports on 127.0.0.1, and

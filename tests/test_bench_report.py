@@ -250,7 +250,7 @@ def test_provenance_table(report, common, tmp_path: Path) -> None:
 
 
 def test_chapter_8_reads_what_the_fast_recipe_writes(common, tmp_path: Path) -> None:
-    """A History of train_fast, written as bench/fast_recipe.py writes it, read by chapter 8."""
+    """A History of train_fast, written as bench/fast_recipe.py writes it, read by chapter 9."""
     import numpy as np
 
     from cifar_tutorial import experiments, recipes

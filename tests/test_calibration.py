@@ -1,4 +1,4 @@
-"""Calibration (chapter 10): reliability tables, ECE and temperature scaling."""
+"""Calibration (chapter 11): reliability tables, ECE and temperature scaling."""
 
 from __future__ import annotations
 

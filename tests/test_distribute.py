@@ -1,4 +1,4 @@
-"""Distribution strategies and clusters (chapter 9): cifar_tutorial.distribute.
+"""Distribution strategies and clusters (chapter 10): cifar_tutorial.distribute.
 
 - the CPU split into two logical devices gives ``MirroredStrategy`` two replicas (a
   subprocess, because the CPU must be split before TensorFlow sets up its devices);

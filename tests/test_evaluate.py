@@ -1,4 +1,4 @@
-"""Evaluation (chapter 6) and test-time augmentation (chapter 8): cifar_tutorial.evaluate."""
+"""Evaluation (chapter 7) and test-time augmentation (chapter 9): cifar_tutorial.evaluate."""
 
 from __future__ import annotations
 

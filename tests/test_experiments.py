@@ -1,4 +1,4 @@
-"""Timed runs, tables, grid search and comparisons (chapters 8 and 9): cifar_tutorial.experiments."""
+"""Timed runs, tables, grid search and comparisons (chapters 9 and 10): cifar_tutorial.experiments."""
 
 from __future__ import annotations
 
