@@ -6,9 +6,10 @@ calibration error (ECE), and repairs it with temperature scaling: dividing the
 logits by one number ``T`` fitted on the validation split (Guo et al., 2017). That
 ``T`` is chapter 3's softmax base ``b = e^(1/T)``, chosen from data.
 
-The probabilities go through :func:`cifar_tutorial.maths.temperature_softmax` and
-the negative log-likelihood through
-:func:`cifar_tutorial.maths.crossentropy_from_logits`: one definition of each.
+The reliability table and the ECE read probabilities a model already gave (those
+of :func:`cifar_tutorial.evaluate.predict_probabilities`, for instance);
+temperature scaling works on logits, and its negative log-likelihood goes through
+:func:`cifar_tutorial.maths.crossentropy_from_logits`, the book's one definition.
 """
 
 from __future__ import annotations

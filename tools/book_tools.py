@@ -8,7 +8,7 @@ imported from ``tasks.py`` before anything else is installed.
 - :func:`html_pages`, :func:`broken_links`, :func:`remote_assets`, :func:`bad_images`
   check the static HTML.
 - :func:`find_chromium` and :func:`rendered_dom` load a page in headless Chromium and
-  return the DOM after its scripts (MathJax) ran; :func:`math_problems` reads it.
+  return the DOM after its scripts (MathJax) ran; :func:`math_report` reads it.
 - :func:`page_layout` measures a page as laid out in a browser window: the text
   column, code blocks wider than their box, and how much each image is shrunk.
 """
