@@ -67,6 +67,8 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # a test loads this fi
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_cpu, load_average, portable_path, run_metadata, write_json  # noqa: E402
 
+from cifar_tutorial.errors import CifarTutorialError, UsageError  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 AIRBENCH_VERSION = "0.1.8"
@@ -75,10 +77,6 @@ INSTALL_HINT = (
     '-c constraints.txt -e ".[peer]", then run this script with .venv-peer/bin/python'
 )
 TABLE_KEYS = ("epoch", "train_loss", "train_acc", "val_acc", "tta_val_acc", "total_time_seconds")
-
-
-class UsageError(Exception):
-    """A problem with the command line or the environment, reported in one line."""
 
 
 def loader_arrays(
@@ -457,11 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the reference once and write its JSON results; 2 on a usage problem."""
     args = parse_args(argv)
     out = Path(args.out) if args.out else default_out(args.epochs, args.seed)
-    from cifar_tutorial.data import DataError
-
     try:
         result = run(args)
-    except (UsageError, DataError) as err:
+    except CifarTutorialError as err:  # a usage or data problem: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
