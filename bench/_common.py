@@ -47,9 +47,16 @@ def portable_path(path: str | os.PathLike, start: str | os.PathLike = ROOT) -> s
     """``path`` relative to ``start`` (the project root), as result files record it.
 
     Written relative to the project (``../shared/data/cifar10-png``), a data folder
-    reads the same on every machine and names no machine's absolute path.
+    reads the same on every machine and names no machine's absolute path. A path
+    further away, in the user's home folder, is written from there instead
+    (``~/.cache/cifar-tutorial/...``).
     """
-    return os.path.relpath(os.path.abspath(path), os.path.abspath(start))
+    path = os.path.abspath(path)
+    relative = os.path.relpath(path, os.path.abspath(start))
+    home = os.path.expanduser("~")
+    if relative.startswith(os.path.join(os.pardir, os.pardir)) and path.startswith(home + os.sep):
+        return os.path.join("~", os.path.relpath(path, home))
+    return relative
 
 
 def portable_argv(argv: list[str], start: str | os.PathLike = ROOT) -> list[str]:

@@ -208,6 +208,17 @@ def test_run_metadata_names_commit_machine_and_data(common, tmp_path: Path) -> N
     assert common.describe_data(None)["format"] == "tfds"
 
 
+def test_paths_are_recorded_from_the_project_or_the_home_folder(common, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    project, home = tmp_path / "work" / "main", tmp_path / "home" / "me"
+    monkeypatch.setenv("HOME", str(home))
+    data = home / ".cache" / "cifar10-png"
+    assert common.portable_path(project.parent / "shared" / "data", project) == "../shared/data"
+    assert common.portable_path(data, project) == "~/.cache/cifar10-png"
+    assert common.portable_argv(["x.py", f"--data-dir={data}", str(project / "out.json")],
+                                project) == ["x.py", "--data-dir=~/.cache/cifar10-png", "out.json"]
+
+
 @pytest.mark.parametrize("flags, name", [({"amx_bf16", "avx512_bf16"}, "AMX-BF16"),
                                          ({"avx512_bf16"}, "AVX512-BF16"), ({"avx2"}, "neither")])
 def test_matrix_extensions_name_the_fastest(common, flags, name: str) -> None:
