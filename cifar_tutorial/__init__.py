@@ -27,7 +27,8 @@ Each module follows one part of the story, in the order of the chapters:
   (chapter 7),
 - :mod:`cifar_tutorial.experiments` -- timed training runs, comparison tables, a
   grid search (chapter 8) and one device against several replicas (chapter 9),
-- :mod:`cifar_tutorial.recipes` -- the fast recipe of chapter 8,
+- :mod:`cifar_tutorial.recipes` and :mod:`cifar_tutorial.fastnet` -- the fast
+  recipe of chapter 8 and its network,
 - :mod:`cifar_tutorial.distribute` -- ``tf.distribute`` strategies and clusters
   (chapter 9),
 - :mod:`cifar_tutorial.calibration`, :mod:`cifar_tutorial.corruptions`,

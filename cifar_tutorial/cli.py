@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -147,9 +148,9 @@ def _add_train_parser(sub, common: argparse.ArgumentParser) -> None:
     m.add_argument("--base", type=_positive_float, default=None,
                    help="base b of the softmax_base head [default: 2]")
     m.add_argument("--epochs", type=_positive_int, default=None,
-                   help="passes over the training set [default: 20, 10 for fast]")
+                   help="passes over the training set [default: 20, the recipe's for fast]")
     m.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="global batch size [default: 32, 512 for fast]")
+                   help="global batch size [default: 32, the recipe's for fast]")
     m.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate [default: 1e-4 (Adam) for seed, 1e-3 for vgg_bn]")
     m.add_argument("--scale-lr", action="store_true",
@@ -403,8 +404,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model == "fast":
         _check_fast_options(args)
     out = check_output_folder(args.out)
-    batch_size = args.batch_size or (512 if args.model == "fast" else 32)
-    epochs = args.epochs or (10 if args.model == "fast" else 20)
+    recipe = recipes.FastHyperparameters()  # --model fast's defaults
+    batch_size = args.batch_size or (recipe.batch_size if args.model == "fast" else 32)
+    epochs = args.epochs or (math.ceil(recipe.epochs) if args.model == "fast" else 20)
     verbose = 1 if args.quiet or not sys.stdout.isatty() else 2
 
     runtime.set_seed(args.seed, deterministic=not args.no_determinism)
@@ -469,7 +471,7 @@ def _train_model(args: argparse.Namespace, data, out: Path, strategy, epochs: in
     from cifar_tutorial import distribute, models, runtime, train
 
     with strategy.scope():
-        kwargs = {"base": args.base or 2.0} if args.model == "seed" else {}
+        kwargs = {} if args.base is None else {"base": args.base}
         model = models.build_model(args.model, head=args.head, **kwargs)
         lr = args.lr or (1e-4 if args.model == "seed" else 1e-3)
         if args.scale_lr:

@@ -1,6 +1,6 @@
-"""Shipping a trained model: SavedModel and TensorFlow Lite, float and int8 (chapter 10).
+"""Shipping a trained model: SavedModel and TensorFlow Lite, float and int8 (chapter 11).
 
-Chapter 10 ("Can we trust the classifier?") exports the book's models with Keras'
+Chapter 11 ("Can we trust the classifier?") exports the book's models with Keras'
 ``model.export()`` to a TensorFlow SavedModel (what TensorFlow Serving loads), turns
 that into TensorFlow Lite files with ``tf.lite.TFLiteConverter`` (what phones and
 small boards run), once in float32 and once with int8 post-training quantization
@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_tutorial.data import to_unit_float
-from cifar_tutorial.models import gelu_compiled
+from cifar_tutorial.fastnet import gelu_compiled
 
 __all__ = [
     "QUANTIZATIONS",
@@ -83,7 +83,7 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def export_saved_model(model: keras.Model, directory: str | os.PathLike) -> Path:
-    """Write ``model`` as a TensorFlow SavedModel with ``model.export()`` (chapter 10).
+    """Write ``model`` as a TensorFlow SavedModel with ``model.export()`` (chapter 11).
 
     The SavedModel holds the inference graph only (no optimizer, no training
     behaviour), with one ``serve`` endpoint.
@@ -113,7 +113,7 @@ def export_saved_model(model: keras.Model, directory: str | os.PathLike) -> Path
 
 
 class SavedModelRunner:
-    """Run a SavedModel written by :func:`export_saved_model` (chapter 10).
+    """Run a SavedModel written by :func:`export_saved_model` (chapter 11).
 
     Parameters
     ----------
@@ -148,14 +148,14 @@ def _is_policy(value: Any) -> bool:
 
 
 def float32_copy(model: keras.Model) -> keras.Model:
-    """The same model computing in float32 throughout (chapter 10).
+    """The same model computing in float32 throughout (chapter 11).
 
     The fast recipe trains under ``mixed_bfloat16`` where the CPU supports it
-    (chapter 8): its weights are float32, but most layers compute in bfloat16,
+    (chapter 9): its weights are float32, but most layers compute in bfloat16,
     which TensorFlow Lite's converter does not accept. The copy is rebuilt from
     the model's configuration with float32 layers and given the same weights; a
     float32 model comes back as an equal copy. GELUs compiled by XLA
-    (:func:`cifar_tutorial.models.gelu_compiled`), which the converter cannot read
+    (:func:`cifar_tutorial.fastnet.gelu_compiled`), which the converter cannot read
     either, become Keras' own GELU, the same function.
 
     Parameters
@@ -170,17 +170,10 @@ def float32_copy(model: keras.Model) -> keras.Model:
     """
     copy = model.__class__.from_config(_float32_config(model.get_config()))
     copy.set_weights(model.get_weights())
-    for layer in _all_layers(copy):
+    for layer in copy.layers:
         if getattr(layer, "activation", None) is gelu_compiled:
             layer.activation = keras.activations.gelu  # the same function, without XLA
     return copy
-
-
-def _all_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
 
 
 def convert_to_tflite(
@@ -189,7 +182,7 @@ def convert_to_tflite(
     quantization: str = "float32",
     calibration_images: np.ndarray | None = None,
 ) -> Path:
-    """Convert a Keras model, or a SavedModel, to a TensorFlow Lite file (chapter 10).
+    """Convert a Keras model, or a SavedModel, to a TensorFlow Lite file (chapter 11).
 
     A Keras model is first made float32 (:func:`float32_copy`) and written as a
     SavedModel in a temporary folder with ``model.export()``; the converter reads
@@ -266,7 +259,7 @@ def _interpreter_class() -> type:
 
 
 class TFLiteRunner:
-    """Run a TensorFlow Lite file on the CPU (chapter 10).
+    """Run a TensorFlow Lite file on the CPU (chapter 11).
 
     Parameters
     ----------
@@ -300,7 +293,7 @@ class TFLiteRunner:
 
 
 def keras_runner(model: keras.Model) -> Runner:
-    """The Keras model itself as a runner: one direct call, ``model(x, training=False)`` (chapter 10).
+    """The Keras model itself as a runner: one direct call, ``model(x, training=False)`` (chapter 11).
 
     ``model.predict`` is built for many batches; for a single image its set-up
     costs more than the network, so latencies are measured on this call instead.
@@ -322,7 +315,7 @@ def keras_runner(model: keras.Model) -> Runner:
 
 
 def predict(runner: Runner, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
-    """The outputs of ``runner`` for uint8 (scaled by 1/255) or ``[0, 1]`` float images (chapter 10).
+    """The outputs of ``runner`` for uint8 (scaled by 1/255) or ``[0, 1]`` float images (chapter 11).
 
     Parameters
     ----------
@@ -343,7 +336,7 @@ def predict(runner: Runner, images: np.ndarray, batch_size: int = 250) -> np.nda
 
 
 def size_bytes(path: str | os.PathLike) -> int:
-    """Size of a file, or of every file under a folder (a SavedModel), in bytes (chapter 10).
+    """Size of a file, or of every file under a folder (a SavedModel), in bytes (chapter 11).
 
     Parameters
     ----------
@@ -362,7 +355,7 @@ def size_bytes(path: str | os.PathLike) -> int:
 
 
 def latency_ms(runner: Runner, image: np.ndarray, repeats: int = 50, warmup: int = 5) -> float:
-    """Median time of one call of ``runner`` on a single image, in milliseconds (chapter 10).
+    """Median time of one call of ``runner`` on a single image, in milliseconds (chapter 11).
 
     Parameters
     ----------

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cifar_tutorial.data import CLASS_NAMES, IMAGE_SHAPE
+from cifar_tutorial import fastnet  # noqa: F401 - registers the fast net's layers for loading
 from cifar_tutorial.evaluate import predict_probabilities
 
 BACKGROUND: tuple[int, int, int] = (255, 255, 255)
@@ -119,8 +120,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a model saved with ``model.save("....keras")`` (chapter 6).
 
-    Importing this module registers the book's custom output layer, so models
-    trained with any head of chapter 3 load.
+    Importing this module registers the book's custom layers (the output heads
+    of chapter 3 and the fast net's), so every model the book trains loads.
 
     Parameters
     ----------

@@ -1,16 +1,18 @@
 """A fast CIFAR-10 training recipe for CPUs, in the spirit of airbench.
 
-The recipe is explained in chapter 8 ("Going further"). In short:
+The recipe is explained in chapter 9 ("Going further"). In short:
 
-* a small VGG-like network: a frozen 2x2 "patch-whitening" convolution whose
+* a small VGG-like network (:mod:`cifar_tutorial.fastnet`): after the input
+  standardisation, a frozen 2x2 "patch-whitening" convolution whose
   filters are the eigenvectors of the covariance of 2x2 image patches, then
   three blocks of (conv 3x3, max-pool, BatchNorm, GELU, conv 3x3, BatchNorm,
   GELU) and a linear head on a global max-pool;
 * dirac (identity) initialisation of the 3x3 convolutions, BatchNorm without a
   learned scale and with a 64x larger learning rate on its bias;
-* Nesterov SGD with a triangular learning-rate schedule, weight decay added to
-  the gradient, label smoothing 0.2 and Lookahead (an exponential moving
-  average that the weights are pulled back to every few steps);
+* Nesterov SGD with a triangular learning-rate schedule (:class:`TriangleSchedule`),
+  weight decay added to the gradient, label smoothing 0.2 (Keras'
+  ``CategoricalCrossentropy``) and Lookahead (an exponential moving average that
+  the weights are pulled back to every few steps);
 * random 2-pixel translation (reflect padding) and alternating horizontal
   flips as augmentation, done on whole uint8 arrays with numpy;
 * test-time augmentation, :func:`cifar_tutorial.evaluate.predict_logits`: the mean
@@ -22,19 +24,19 @@ The recipe is explained in chapter 8 ("Going further"). In short:
   input normalisation and the whitening layer, which stay float32 (in bfloat16
   the whitened high-frequency channels are mostly rounding noise);
 * the batch norms trained by one fused op each and the GELUs compiled by XLA
-  (:class:`cifar_tutorial.models.FusedBatchNorm`,
-  :func:`cifar_tutorial.models.gelu_compiled`): the arithmetic of Keras' own layers
+  (:class:`cifar_tutorial.fastnet.FusedBatchNorm`,
+  :func:`cifar_tutorial.fastnet.gelu_compiled`): the arithmetic of Keras' own layers
   up to rounding, with far fewer passes over the feature maps (the step about 1.3
   times as fast in bfloat16 on a 2-core Zen 5 EPYC, see the benchmarks page).
 
-The network, :func:`cifar_tutorial.models.build_fast_net`, and its whitening filters,
-:func:`cifar_tutorial.models.whitening_filters`, live with the other networks. Every
-setting of the recipe, with its unit, is a field of :class:`FastHyperparameters`.
-:func:`train_fast` takes uint8 images of shape ``(N, 32, 32, 3)`` and integer
-labels, as :func:`cifar_tutorial.data.read_image_folder` returns them;
-:func:`train_fast_on` takes a :class:`~cifar_tutorial.data.CifarData`. Both return
-the trained model, which takes images in ``[0, 1]`` like every model of the
-package, and a :class:`~cifar_tutorial.records.History`.
+The network, :func:`cifar_tutorial.fastnet.build_fast_net`, and its whitening
+filters, :func:`cifar_tutorial.fastnet.whitening_filters`, have a module of their
+own. Every setting of the recipe, with its unit, is a field of
+:class:`FastHyperparameters`. :func:`train_fast` takes uint8 images of shape
+``(N, 32, 32, 3)`` and integer labels, as :func:`cifar_tutorial.data.read_image_folder`
+returns them; :func:`train_fast_on` takes a :class:`~cifar_tutorial.data.CifarData`.
+Both return the trained model, which takes images in ``[0, 1]`` like every model of
+the package, and a :class:`~cifar_tutorial.records.History`.
 """
 
 from __future__ import annotations
@@ -54,14 +56,17 @@ import tensorflow as tf
 from cifar_tutorial import runtime
 from cifar_tutorial.data import CifarData
 from cifar_tutorial.evaluate import TTA_LEVELS, predict_logits
-from cifar_tutorial.models import build_fast_net, whitening_filters
-from cifar_tutorial.records import CHECKPOINT_DIR, Checkpoint, History, check_output_folder
-from cifar_tutorial.train import TrainingError, TrainingInterrupted
+from cifar_tutorial.fastnet import build_fast_net, whitening_filters
+from cifar_tutorial.checkpoints import CHECKPOINT_DIR, Checkpoint, interrupted
+from cifar_tutorial.errors import TrainingError
+from cifar_tutorial.records import History, check_output_folder
 
 __all__ = [
     "FastHyperparameters",
+    "HELD_OUT",
+    "TriangleSchedule",
     "augment_epoch",
-    "with_unit_input",
+    "bias_gradient_scales",
     "train_fast",
     "train_fast_on",
 ]
@@ -69,38 +74,45 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class FastHyperparameters:
-    """Every setting of the fast recipe, with its unit (chapter 8).
+    """Every setting of the fast recipe, with its unit (chapter 9).
 
-    The defaults are airbench94's, adapted to the CPU: the recipe of the book's
-    benchmarks. Change one with :func:`dataclasses.replace`, e.g.
-    ``dataclasses.replace(FastHyperparameters(), epochs=12)``. As in airbench,
-    ``lr`` and ``weight_decay`` are given per 1024 images with the "kilostep"
-    convention: the learning rate of the batch-mean loss is
-    ``lr * batch_size / (1024 * (1 + 1 / (1 - momentum)))``, and the decay added to
-    every gradient is ``weight_decay / lr`` times the weight.
+    The defaults are the book's: airbench94's (KellerJordan/cifar10-airbench,
+    ``airbench94.py``) except where the CPU asks for less (batch 512, 10 epochs)
+    or Keras counts differently (``bn_momentum``); ``tests/test_recipes.py``
+    checks which ones match. Unlike airbench94, Lookahead starts at the first
+    step, not after three epochs. Change one with :func:`dataclasses.replace`,
+    e.g. ``dataclasses.replace(FastHyperparameters(), epochs=12)``.
+
+    As in airbench, ``lr`` and ``weight_decay`` are given per 1024 images with the
+    "kilostep" convention: the learning rate of the batch-mean loss is
+    ``lr * batch_size / (1024 * (1 + 1 / (1 - momentum)))``, and the decay added
+    to every gradient is ``weight_decay / lr`` times the weight.
 
     Attributes
     ----------
     epochs : float
-        Passes over the training set (fractions allowed).
+        Passes over the training set (fractions allowed), in epochs.
     batch_size : int
         Images per optimizer step; the last incomplete batch of an epoch is dropped.
     widths : tuple of int
         Channels of the three conv blocks.
     lr : float
         Peak learning rate, per 1024 images (see above).
-    lr_start, lr_end : float
-        The learning rate at the first and the last step, as fractions of ``lr``
-        (the schedule is a triangle: linear up to ``lr``, then linear down).
+    lr_start : float
+        Learning rate of the first step, as a fraction of ``lr``.
+    lr_end : float
+        Learning rate after the last step, as a fraction of ``lr``.
     warmup : float
-        Fraction of all steps after which the schedule peaks.
+        Where the schedule peaks, as a fraction of all steps: a triangle, linear
+        from ``lr_start`` up to 1 and then down to ``lr_end``
+        (:class:`TriangleSchedule`).
     momentum : float
         Nesterov momentum of SGD, in ``[0, 1)``.
     weight_decay : float
         Weight decay per 1024 images (see above).
     bias_scaler : float
-        Factor on the gradients of the BatchNorm biases: they learn this many times
-        faster than the other weights.
+        Factor on the gradients of the batch-norm biases (their ``beta``): they
+        learn this many times faster than the other weights.
     label_smoothing : float
         Share of each target spread evenly over the classes, in ``[0, 1)``.
     translate : int
@@ -110,22 +122,47 @@ class FastHyperparameters:
         ``lookahead_every`` steps; the last step leaves the average in the model.
     lookahead_every : int
         Steps between two Lookahead updates.
+    lookahead_decay_base : float
+        Decay of the average per step, in ``(0, 1]``: at step ``t`` of ``T`` an
+        update keeps ``lookahead_decay_base ** lookahead_every *
+        (t / T) ** lookahead_decay_pow`` of the average.
+    lookahead_decay_pow : float
+        Power of the fraction of training done in that weight (dimensionless):
+        the larger, the later the average starts to count.
+    whiten_patch : int
+        Height and width of the whitening patches and filters, in pixels.
+    whiten_images : int
+        Number of training images (the first ones) whose patches give the
+        whitening filters.
+    whiten_eps : float
+        Added to the eigenvalues of the patch covariance (pixel values standardised
+        to unit variance) before the square root, see
+        :func:`~cifar_tutorial.fastnet.whitening_filters`.
     whiten_bias_epochs : int
         Epochs during which the bias of the whitening layer learns; it is frozen
         afterwards (its kernel never learns).
-    whiten_eps : float
-        Added to the eigenvalues of the patch covariance (pixel values standardised
-        to unit variance) before the square root, see :func:`whitening_filters`.
     bn_momentum : float
-        Keras BatchNorm momentum: the weight of the old running statistics.
+        Keras batch-norm momentum: the weight of the old running statistics at
+        each step (PyTorch's ``momentum`` is one minus this).
+    bn_eps : float
+        Added to the batch variance before the square root, in squared units of
+        the layer's input.
+    init_scale : float
+        Variance of the initial weights of the 3x3 convolutions (outside their
+        identity part) and of the head, times their fan-in (PyTorch's default,
+        which airbench keeps, is 1/3).
     scaling_factor : float
         The logits are multiplied by this constant.
+    tta : str
+        Test-time augmentation of the final held-out accuracy, one of
+        :data:`~cifar_tutorial.evaluate.TTA_LEVELS`: it is reported at every
+        level up to this one (airbench's ``tta_level`` 0, 1, 2).
     fused_norm : bool
         Train the batch norms with one fused op each
-        (:class:`~cifar_tutorial.models.FusedBatchNorm`): the same arithmetic up
+        (:class:`~cifar_tutorial.fastnet.FusedBatchNorm`): the same arithmetic up
         to rounding, faster.
     compiled_gelu : bool
-        Compute the GELUs with XLA (:func:`~cifar_tutorial.models.gelu_compiled`):
+        Compute the GELUs with XLA (:func:`~cifar_tutorial.fastnet.gelu_compiled`):
         the same function, faster.
     """
 
@@ -143,12 +180,23 @@ class FastHyperparameters:
     translate: int = 2
     lookahead: bool = True
     lookahead_every: int = 5
-    whiten_bias_epochs: int = 3
+    lookahead_decay_base: float = 0.95
+    lookahead_decay_pow: float = 3.0
+    whiten_patch: int = 2
+    whiten_images: int = 5000
     whiten_eps: float = 5e-4
+    whiten_bias_epochs: int = 3
     bn_momentum: float = 0.6
+    bn_eps: float = 1e-12
+    init_scale: float = 1.0 / 3.0
     scaling_factor: float = 1.0 / 9.0
+    tta: str = "flip_shift"
     fused_norm: bool = True
     compiled_gelu: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tta not in TTA_LEVELS:
+            raise ValueError(f"tta must be one of {', '.join(TTA_LEVELS)}; got {self.tta!r}")
 
 # --------------------------------------------------------------------------
 # Data
@@ -161,7 +209,7 @@ def augment_epoch(
     rng: np.random.Generator,
     translate: int = 2,
 ) -> np.ndarray:
-    """Flip and randomly translate a whole uint8 array at once (chapter 8).
+    """Flip and randomly translate a whole uint8 array at once (chapter 9).
 
     Each image is mirrored where ``flip_mask`` is true, reflect-padded by
     ``translate`` pixels and cropped back to its size at a random offset. The
@@ -206,24 +254,70 @@ def augment_epoch(
 # --------------------------------------------------------------------------
 
 
-def _triangle(steps: int, start: float, peak: float, end: float) -> np.ndarray:
-    """Learning-rate multipliers: linear from ``start`` up to 1 at ``peak`` (a fraction), down to ``end``."""
-    xp = [0, int(peak * steps), steps]
-    return np.interp(np.arange(steps + 1), xp, [start, 1.0, end]).astype(np.float32)
+@keras.saving.register_keras_serializable(package="cifar_tutorial")
+class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The recipe's learning rate: a triangle over the steps of the run (chapter 9).
 
+    At step ``s`` (0-based) of ``total_steps``, ``peak`` times a factor that
+    goes linearly from ``start`` at step 0 up to 1 at step
+    ``int(warmup * total_steps)``, then linearly down to ``end`` at step
+    ``total_steps``, as airbench94's ``triangle``. Given to
+    ``keras.optimizers.SGD`` as its ``learning_rate``, it is evaluated at the
+    optimizer's step count.
 
-def with_unit_input(net: keras.Model) -> keras.Model:
-    """Put a ``Rescaling(255)`` in front of the fast net, so that it takes ``[0, 1]`` images.
-
-    The fast net reads pixels on the 0-255 scale, as airbench does; every other
-    model of the package, and :mod:`cifar_tutorial.evaluate`, uses ``[0, 1]``.
-    Scaling a uint8 value by 1/255 and back gives it exactly in float32, so the
-    wrapped model computes what the net computes.
+    Parameters
+    ----------
+    peak : float
+        Largest learning rate.
+    total_steps : int
+        Steps of the whole run.
+    start, end : float
+        The first and the last value, as fractions of ``peak``.
+    warmup : float
+        Where the triangle peaks, as a fraction of ``total_steps``.
     """
-    return keras.Sequential(
-        [keras.Input((32, 32, 3)), keras.layers.Rescaling(255.0, name="to_0_255"), net],
-        name="fast_net",
-    )
+
+    def __init__(self, peak: float, total_steps: int, start: float, end: float,
+                 warmup: float) -> None:
+        self.peak, self.total_steps = float(peak), int(total_steps)
+        self.start, self.end, self.warmup = float(start), float(end), float(warmup)
+
+    def __call__(self, step: Any) -> Any:
+        """The learning rate at ``step``, a float32 scalar."""
+        s = keras.ops.cast(step, "float32")
+        top = float(max(int(self.warmup * self.total_steps), 1))
+        rest = float(max(self.total_steps - top, 1))
+        up = self.start + (1.0 - self.start) * s / top
+        down = 1.0 + (self.end - 1.0) * (s - top) / rest
+        return self.peak * keras.ops.where(s < top, up, down)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"peak": self.peak, "total_steps": self.total_steps, "start": self.start,
+                "end": self.end, "warmup": self.warmup}
+
+
+def bias_gradient_scales(model: keras.Model, scaler: float) -> list[float]:
+    """Gradient factors of the trainable variables: ``scaler`` for batch-norm biases (chapter 9).
+
+    The biases are found by layer type, the ``beta`` of every
+    ``keras.layers.BatchNormalization`` (:class:`~cifar_tutorial.fastnet.FusedBatchNorm`
+    included), so renaming a layer cannot drop them. Every other variable gets 1.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built model.
+    scaler : float
+        The factor of the biases (``FastHyperparameters.bias_scaler``).
+
+    Returns
+    -------
+    list of float
+        One factor per trainable variable, in order.
+    """
+    biases = {id(layer.beta) for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.center}
+    return [scaler if id(v) in biases else 1.0 for v in model.trainable_variables]
 
 
 class _Steps:
@@ -232,33 +326,30 @@ class _Steps:
     def __init__(self, model: keras.Model, hyp: FastHyperparameters, num_classes: int,
                  total_steps: int) -> None:
         self.model, self.hyp, self.total_steps = model, hyp, total_steps
-        self.lr_mean = hyp.lr * hyp.batch_size / (1024 * (1 + 1 / (1 - hyp.momentum)))
+        lr_mean = hyp.lr * hyp.batch_size / (1024 * (1 + 1 / (1 - hyp.momentum)))
         decay = hyp.weight_decay / hyp.lr
+        self.schedule = TriangleSchedule(lr_mean, total_steps, hyp.lr_start, hyp.lr_end,
+                                         hyp.warmup)
         self.optimizer = keras.optimizers.SGD(
-            learning_rate=self.lr_mean, momentum=hyp.momentum, nesterov=True
+            learning_rate=self.schedule, momentum=hyp.momentum, nesterov=True
         )
         variables = model.trainable_variables
         self.optimizer.build(variables)
-        is_bias = [("_bn" in v.path and v.path.endswith("beta")) for v in variables]
-        grad_scales = [hyp.bias_scaler if b else 1.0 for b in is_bias]
+        grad_scales = bias_gradient_scales(model, hyp.bias_scaler)
         # 1.0 while the whitening bias learns, then 0.0 (no gradient, no decay).
         self.whiten_gate = tf.Variable(1.0, trainable=False, dtype=tf.float32)
-        gates = [self.whiten_gate if v.path == "whiten/bias" else None for v in variables]
-        if not any(g is not None for g in gates):
-            raise RuntimeError("the fast net has no whiten/bias variable")
-        self.schedule = _triangle(total_steps, hyp.lr_start, hyp.warmup, hyp.lr_end)
-        smoothing = float(hyp.label_smoothing)
+        whiten_bias = model.get_layer("whiten").bias
+        gates = [self.whiten_gate if v is whiten_bias else None for v in variables]
+        loss_fn = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=hyp.label_smoothing)
         optimizer = self.optimizer
 
         @tf.function(autograph=False)
         def train_step(images: Any, labels: Any) -> tuple[Any, Any]:
+            x = keras.ops.cast(images, "float32") / 255.0  # uint8 to [0, 1]
             with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                logits = keras.ops.cast(logits, "float32")
-                onehot = keras.ops.one_hot(labels, num_classes)
-                target = onehot * (1.0 - smoothing) + smoothing / num_classes
-                logp = keras.ops.log_softmax(logits, axis=-1)
-                loss = -keras.ops.mean(keras.ops.sum(target * logp, axis=-1))
+                logits = model(x, training=True)
+                loss = loss_fn(keras.ops.one_hot(labels, num_classes), logits)
             grads = tape.gradient(loss, variables)
             grads = [g * s + decay * v for g, s, v in zip(grads, grad_scales, variables)]
             grads = [g if gate is None else g * gate for g, gate in zip(grads, gates)]
@@ -268,7 +359,10 @@ class _Steps:
             )
             return loss, correct
 
-        # Lookahead state: all weights (trainable and BatchNorm statistics)
+        # Lookahead, as airbench94 does it: every few steps the weights (trainable
+        # ones and batch-norm statistics alike) move to their running average. Keras'
+        # SGD(use_ema=True) averages only the trainable weights with a fixed
+        # momentum, so the growing decay below is written out here.
         all_weights = model.weights
         slow = [tf.Variable(w.value, trainable=False) for w in all_weights]
         self.slow = slow
@@ -280,11 +374,16 @@ class _Steps:
                 w.assign(s)
 
         self.train_step, self.lookahead_update = train_step, lookahead_update
-        self.alpha_schedule = 0.95**5 * (np.arange(total_steps + 1) / total_steps) ** 3
+        done = np.arange(total_steps + 1) / total_steps
+        self.alpha_schedule = (hyp.lookahead_decay_base ** hyp.lookahead_every
+                               * done ** hyp.lookahead_decay_pow)
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based)."""
+        return float(keras.ops.convert_to_numpy(self.schedule(step)))
 
     def run(self, step: int, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """Take optimizer step ``step`` (0-based); return its loss and number correct."""
-        self.optimizer.learning_rate.assign(self.lr_mean * float(self.schedule[step]))
         loss, correct = self.train_step(tf.constant(images), tf.constant(labels))
         done = step + 1
         if self.hyp.lookahead and done % self.hyp.lookahead_every == 0:
@@ -329,28 +428,32 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, tta: str) -> flo
     return float(np.mean(np.argmax(logits, axis=1) == np.asarray(y).reshape(-1)))
 
 
+HELD_OUT: tuple[str, ...] = ("val", "test")
+"""What :func:`train_fast`'s held-out images can be: the validation split or the test set."""
+
+
 def train_fast(
     x_train: np.ndarray,
     y_train: np.ndarray,
-    x_test: np.ndarray | None = None,
-    y_test: np.ndarray | None = None,
+    x_heldout: np.ndarray | None = None,
+    y_heldout: np.ndarray | None = None,
     hyp: FastHyperparameters = FastHyperparameters(),
     *,
+    heldout: str = "val",
     seed: int = 0,
     precision: str = "auto",
     deterministic: bool = False,
     eval_every_epoch: bool = True,
-    tta: str = "flip",
     max_steps: int | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = True,
     verbose: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> tuple[keras.Model, History]:
-    """Train the fast network of chapter 8 ("Going further") on uint8 arrays.
+    """Train the fast network of chapter 9 ("Going further") on uint8 arrays.
 
     Given ``out_dir``, every finished epoch is saved in ``out_dir/checkpoint``
-    (:class:`~cifar_tutorial.records.Checkpoint`: the weights, SGD momenta,
+    (:class:`~cifar_tutorial.checkpoints.Checkpoint`: the weights, SGD momenta,
     Lookahead average, the augmentation's random state and the history), and a
     run started again with the same data and settings resumes from there; with
     ``deterministic=True`` it ends with the weights an uninterrupted run ends with.
@@ -359,11 +462,15 @@ def train_fast(
     ----------
     x_train, y_train : numpy.ndarray
         ``(N, 32, 32, 3)`` uint8 images and ``(N,)`` integer labels.
-    x_test, y_test : numpy.ndarray, optional
+    x_heldout, y_heldout : numpy.ndarray, optional
         Held-out images and labels, evaluated after every epoch (if
         ``eval_every_epoch``) and at the end.
     hyp : FastHyperparameters
         The recipe's settings; the defaults are the book's.
+    heldout : {"val", "test"}
+        What the held-out images are, the validation split or the test set: the
+        log and the history name their accuracy ``val_accuracy`` or
+        ``test_accuracy``.
     seed : int
         Seeds Python, NumPy, TensorFlow (:func:`cifar_tutorial.runtime.set_seed`)
         and the augmentation.
@@ -374,9 +481,6 @@ def train_fast(
         cost about 40% of the speed.
     eval_every_epoch : bool
         Evaluate the held-out set after each epoch (not counted in training time).
-    tta : {"none", "flip", "flip_shift"}
-        The final held-out accuracy is reported at every level of test-time
-        augmentation up to this one (:data:`cifar_tutorial.evaluate.TTA_LEVELS`).
     max_steps : int, optional
         Stop after this many steps (for timing probes).
     out_dir : path, optional
@@ -391,21 +495,22 @@ def train_fast(
     Returns
     -------
     model : keras.Model
-        The trained network behind a ``Rescaling(255)`` layer (see
-        :func:`with_unit_input`): it takes images in ``[0, 1]``.
+        The trained network (:func:`~cifar_tutorial.fastnet.build_fast_net`): it
+        takes images in ``[0, 1]``.
     history : History
         One record per epoch: ``loss`` (label-smoothed) and ``accuracy`` on the
-        augmented training images, ``val_accuracy`` on the held-out images (NaN
-        when not evaluated; ``val_loss`` is always NaN), ``lr`` (of the epoch's
-        last step), ``seconds`` (training time, the first step excluded),
-        ``images_per_s``, ``cpu_per_wall`` (process CPU seconds per wall second,
-        about the number of cores when nothing else runs) and ``elapsed_seconds``
-        (training time so far). Its ``summary`` holds ``precision``,
-        ``batch_size``, ``epochs``, ``steps``, ``params``, ``train_seconds`` (the
-        sum of ``seconds``), ``first_step_seconds`` (tracing), ``images_per_s``
-        and, with held-out data, ``accuracy`` (a dict from TTA level to the final
-        held-out accuracy), ``epoch_to_90`` and ``seconds_to_90`` (first epoch at
-        90% or more, ``None`` if none).
+        augmented training images, ``<heldout>_accuracy`` on the held-out images
+        (NaN when not evaluated; ``<heldout>_loss`` is always NaN), ``lr`` (of
+        the epoch's last step), ``seconds`` (training time, the first step
+        excluded), ``images_per_s``, ``cpu_per_wall`` (process CPU seconds per
+        wall second, about the number of cores when nothing else runs) and
+        ``elapsed_seconds`` (training time so far). Its ``summary`` holds
+        ``precision``, ``batch_size``, ``epochs``, ``steps``, ``params``,
+        ``train_seconds`` (the sum of ``seconds``), ``first_step_seconds``
+        (tracing), ``images_per_s`` and, with held-out data,
+        ``<heldout>_accuracy`` (a dict from each TTA level up to ``hyp.tta`` to
+        the final held-out accuracy), ``epoch_to_90`` and ``seconds_to_90``
+        (first epoch at 90% or more, ``None`` if none).
 
     Raises
     ------
@@ -413,12 +518,12 @@ def train_fast(
         On Ctrl-C; the finished epochs stay in the checkpoint.
     CheckpointError
         If ``out_dir`` holds the checkpoint of a run with other settings (a
-        :class:`~cifar_tutorial.records.CheckpointError`).
+        :class:`~cifar_tutorial.errors.CheckpointError`).
     """
     if log is None:
         log = lambda line: print(line, flush=True)  # noqa: E731
-    if tta not in TTA_LEVELS:
-        raise ValueError(f"tta must be one of {', '.join(TTA_LEVELS)}; got {tta!r}")
+    if heldout not in HELD_OUT:
+        raise ValueError(f"heldout must be one of {', '.join(HELD_OUT)}; got {heldout!r}")
     precision = runtime.choose_precision(precision)
     runtime.set_seed(seed, deterministic=deterministic)
     rng = np.random.default_rng(seed)
@@ -431,15 +536,12 @@ def train_fast(
         total_steps = min(total_steps, max_steps)
     num_classes = int(y_train.max()) + 1
 
-    kernel, _ = whitening_filters(x_train, eps=hyp.whiten_eps)
-    net = build_fast_net(
-        hyp.widths, whiten_kernel=kernel, num_classes=num_classes, bn_momentum=hyp.bn_momentum,
-        scaling_factor=hyp.scaling_factor, precision=precision, seed=seed,
-        fused_norm=hyp.fused_norm, compiled_gelu=hyp.compiled_gelu,
-    )
-    model = with_unit_input(net)
-    steps = _Steps(net, hyp, num_classes, total_steps)
-    has_test = x_test is not None and y_test is not None
+    kernel, _ = whitening_filters(x_train, hyp)
+    model = build_fast_net(hyp, whiten_kernel=kernel, num_classes=num_classes,
+                           precision=precision, seed=seed)
+    steps = _Steps(model, hyp, num_classes, total_steps)
+    has_heldout = x_heldout is not None and y_heldout is not None
+    acc_key = f"{heldout}_accuracy"
     flip_mask = rng.random(n) < 0.5
     fingerprint = json.loads(json.dumps({  # as state.json gives it back: lists, not tuples
         "model": "fast", "hyperparameters": dataclasses.asdict(hyp), "seed": seed,
@@ -481,21 +583,21 @@ def train_fast(
                 if bar is not None:
                     bar.update(b + 1, [("loss", losses / (b + 1)), ("accuracy", correct / seen)])
         except KeyboardInterrupt:
-            raise TrainingInterrupted.during(epoch - 1, len(history), checkpoint) from None
+            raise interrupted(epoch - 1, len(history), checkpoint) from None
         dt = time.perf_counter() - t_epoch
         elapsed += dt
         acc = float("nan")
-        if has_test and (eval_every_epoch or step >= total_steps):
-            acc = _accuracy(model, x_test, y_test, "none")
+        if has_heldout and (eval_every_epoch or step >= total_steps):
+            acc = _accuracy(model, x_heldout, y_heldout, "none")
         history.records.append({
             "epoch": epoch, "loss": losses / max(1, seen // hyp.batch_size),
-            "accuracy": correct / max(1, seen), "val_loss": float("nan"), "val_accuracy": acc,
-            "lr": float(keras.ops.convert_to_numpy(steps.optimizer.learning_rate)),
+            "accuracy": correct / max(1, seen), f"{heldout}_loss": float("nan"), acc_key: acc,
+            "lr": steps.learning_rate(step - 1),
             "seconds": dt, "images_per_s": seen / dt,
             "cpu_per_wall": (time.process_time() - cpu_epoch) / dt, "elapsed_seconds": elapsed,
         })
         if verbose:
-            log(_epoch_line(history.records[-1]))
+            log(_epoch_line(history.records[-1], heldout))
         if checkpoint is not None:
             checkpoint.write_with(steps.save, {
                 "epochs_done": len(history), "fingerprint": fingerprint,
@@ -503,18 +605,19 @@ def train_fast(
                 "first_step": first_step, "rng": rng.bit_generator.state,
             }, suffix=".npz")
     history.summary = _summary(history, hyp, precision, step, first_step, int(model.count_params()))
-    if has_test:
-        history.summary.update(_held_out_summary(history, model, x_test, y_test, tta))
+    if has_heldout:
+        history.summary.update(_held_out_summary(history, model, x_heldout, y_heldout, hyp.tta,
+                                                 acc_key))
     return model, history
 
 
-def _epoch_line(r: dict[str, float]) -> str:
+def _epoch_line(r: dict[str, float], heldout: str) -> str:
     line = (
         f"epoch {r['epoch']:2d}  {r['seconds']:5.1f}s  {r['images_per_s']:4.0f} img/s  "
         f"loss {r['loss']:.4f}  acc {r['accuracy']:.4f}"
     )
-    if not math.isnan(r["val_accuracy"]):
-        line += f"  test_acc {r['val_accuracy']:.4f}"
+    if not math.isnan(r[f"{heldout}_accuracy"]):
+        line += f"  {heldout}_acc {r[f'{heldout}_accuracy']:.4f}"
     return line + f"  cores {r['cpu_per_wall']:.2f}"  # busy cores: CPU seconds per second
 
 
@@ -534,11 +637,11 @@ def _summary(history: History, hyp: FastHyperparameters, precision: str, steps: 
 
 
 def _held_out_summary(history: History, model: keras.Model, x: np.ndarray, y: np.ndarray,
-                      tta: str) -> dict[str, Any]:
+                      tta: str, key: str) -> dict[str, Any]:
     levels = TTA_LEVELS[: TTA_LEVELS.index(tta) + 1]
-    reached = [r for r in history.records if r["val_accuracy"] >= 0.9]
+    reached = [r for r in history.records if r[key] >= 0.9]
     return {
-        "accuracy": {level: _accuracy(model, x, y, level) for level in levels},
+        key: {level: _accuracy(model, x, y, level) for level in levels},
         "epoch_to_90": reached[0]["epoch"] if reached else None,
         "seconds_to_90": reached[0]["elapsed_seconds"] if reached else None,
     }
@@ -552,7 +655,7 @@ def train_fast_on(
     verbose: int = 1,
     **kwargs: Any,
 ) -> tuple[keras.Model, History]:
-    """Run :func:`train_fast` on a :class:`~cifar_tutorial.data.CifarData` (chapter 8).
+    """Run :func:`train_fast` on a :class:`~cifar_tutorial.data.CifarData` (chapter 9).
 
     This is what ``python -m cifar_tutorial train --model fast`` calls, with
     ``out_dir`` for a checkpoint after every epoch. The validation split, when there
@@ -583,5 +686,5 @@ def train_fast_on(
     return train_fast(
         data.x_train, data.y_train,
         data.x_val if has_val else None, data.y_val if has_val else None,
-        hyp, seed=seed, verbose=verbose, eval_every_epoch=has_val, **kwargs,
+        hyp, heldout="val", seed=seed, verbose=verbose, eval_every_epoch=has_val, **kwargs,
     )

@@ -1,6 +1,6 @@
 """Where does the network look? Gradient saliency, Grad-CAM and their sanity check.
 
-Chapter 10 ("Can we trust the classifier?") draws two kinds of map over an image:
+Chapter 11 ("Can we trust the classifier?") draws two kinds of map over an image:
 
 - the *gradient saliency* of Simonyan et al. (2014): how much the class score
   changes when one pixel changes, ``|d score_c / d x|`` (largest over the three
@@ -40,12 +40,8 @@ __all__ = [
 ]
 
 
-def _sub_models(model: keras.Model) -> list[keras.Model]:
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
-
-
 def conv_layer_names(model: keras.Model) -> list[str]:
-    """Names of the ``Conv2D`` layers of ``model``, nested models included, input first (chapter 10).
+    """Names of the ``Conv2D`` layers of ``model``, input first (chapter 11).
 
     Parameters
     ----------
@@ -57,48 +53,35 @@ def conv_layer_names(model: keras.Model) -> list[str]:
     list of str
         The layer names; :func:`grad_cam` uses the last one by default.
     """
-    names = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            names += conv_layer_names(layer)
-        elif isinstance(layer, keras.layers.Conv2D):
-            names.append(layer.name)
-    return names
-
-
-def _has_layer(model: keras.Model, name: str) -> bool:
-    return any(layer.name == name for layer in model.layers) or any(
-        _has_layer(sub, name) for sub in _sub_models(model))
+    return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
 
 
 def _extractor(model: keras.Model, layer_name: str | None = None) -> keras.Model:
     """A model from the input of ``model`` to its logits, or to ``[output of layer_name, logits]``.
 
-    A ``Sequential`` model is chained again layer by layer (a loaded one may hold
-    several call graphs, and only a fresh chain links the layer to the logits);
-    the layer may then sit inside a nested model, as the fast net's layers do
-    behind its input rescaling. A functional model is cut at its own graph.
+    The logits are the model's output, or the input of its last layer when that is
+    a probability head. A functional model is cut at its own graph, as keras.io's
+    Grad-CAM example does; a ``Sequential`` model is chained again layer by layer
+    first, since a loaded one may hold several call graphs and only a fresh chain
+    links the layer to the logits.
     """
     body = model.layers if outputs_logits(model) else model.layers[:-1]  # no probability head
-    if isinstance(model, keras.Sequential):
-        inputs = keras.Input(tuple(model.inputs[0].shape[1:]))
-        x, features = inputs, None
-        for layer in body:
-            if layer_name is not None and isinstance(layer, keras.Model) and _has_layer(layer, layer_name):
-                features, x = _extractor(layer, layer_name)(x)
-            else:
-                x = layer(x)
-                features = x if layer.name == layer_name else features
-    else:
-        x = model.outputs[0] if outputs_logits(model) else body[-1].output
-        inputs = model.inputs
-        features = next((layer.output for layer in body if layer.name == layer_name), None)
-    if layer_name is None:
-        return keras.Model(inputs, x)
-    if features is None:
+    if layer_name is not None and layer_name not in [layer.name for layer in body]:
         raise ValueError(f"model {model.name!r} has no layer {layer_name!r} before its logits; "
                          f"its convolutions are {', '.join(conv_layer_names(model)) or 'none'}")
-    return keras.Model(inputs, [features, x])
+    if isinstance(model, keras.Sequential):
+        inputs = keras.Input(tuple(model.inputs[0].shape[1:]))
+        x, outputs = inputs, {}
+        for layer in body:
+            x = outputs[layer.name] = layer(x)
+        logits = x
+    else:
+        inputs = model.inputs
+        logits = model.outputs[0] if outputs_logits(model) else model.layers[-1].input
+        outputs = {layer_name: model.get_layer(layer_name).output} if layer_name else {}
+    if layer_name is None:
+        return keras.Model(inputs, logits)
+    return keras.Model(inputs, [outputs[layer_name], logits])
 
 
 def _unit_images(images: np.ndarray) -> tf.Tensor:
@@ -121,7 +104,7 @@ def _picked(scores: tf.Tensor, classes: np.ndarray | None) -> tuple[tf.Tensor, n
 def gradient_saliency(
     model: keras.Model, images: np.ndarray, classes: Sequence[int] | np.ndarray | None = None
 ) -> np.ndarray:
-    """``max_channel |d score_c / d x|`` for each pixel (Simonyan et al., 2014; chapter 10).
+    """``max_channel |d score_c / d x|`` for each pixel (Simonyan et al., 2014; chapter 11).
 
     Parameters
     ----------
@@ -160,7 +143,7 @@ def grad_cam(
     classes: Sequence[int] | np.ndarray | None = None,
     layer: str | None = None,
 ) -> np.ndarray:
-    """Grad-CAM maps of one convolutional layer, enlarged to the images (Selvaraju et al., 2017; chapter 10).
+    """Grad-CAM maps of one convolutional layer, enlarged to the images (Selvaraju et al., 2017; chapter 11).
 
     Parameters
     ----------
@@ -173,7 +156,7 @@ def grad_cam(
     layer : str, optional
         The layer whose feature maps are weighted; by default the last ``Conv2D``
         (see :func:`conv_layer_names`). Any layer with ``(n, h', w', k)`` outputs
-        works, also inside a nested model.
+        works.
 
     Returns
     -------
@@ -203,7 +186,7 @@ def grad_cam(
 
 
 def randomized_copy(model: keras.Model, seed: int = 0) -> keras.Model:
-    """A copy of ``model`` whose learned weights are redrawn at random (Adebayo et al., 2018; chapter 10).
+    """A copy of ``model`` whose learned weights are redrawn at random (Adebayo et al., 2018; chapter 11).
 
     Every trainable weight tensor is replaced by independent normal draws with
     that tensor's own mean and standard deviation, so the scale of each layer is
@@ -242,7 +225,7 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def rank_correlation(maps_a: np.ndarray, maps_b: np.ndarray) -> np.ndarray:
-    """Spearman's rank correlation between pairs of maps, one value per pair (chapter 10).
+    """Spearman's rank correlation between pairs of maps, one value per pair (chapter 11).
 
     Tied values (the zeros of a Grad-CAM map) share their average rank. 1 means
     the same ordering of pixels, 0 no relation; a pair in which one map is flat

@@ -40,6 +40,7 @@ API_MODULES = [
     "cifar_tutorial.steps",
     "cifar_tutorial.experiments",
     "cifar_tutorial.recipes",
+    "cifar_tutorial.fastnet",
     "cifar_tutorial.distribute",
     "cifar_tutorial.calibration",
     "cifar_tutorial.corruptions",
@@ -158,7 +159,7 @@ def test_api_reference_shows_only_the_public_api(html_dir):
                      "sources.network_reachable", "sources.TFDS_HOST", "train._Checkpoint"):
         assert f'id="cifar_tutorial.{internal}"' not in api, internal
     for public in ("records.History", "evaluate.predict_logits", "recipes.FastHyperparameters",
-                   "runtime.choose_precision", "models.build_fast_net", "steps.make_train_step"):
+                   "runtime.choose_precision", "fastnet.build_fast_net", "steps.make_train_step"):
         assert f'id="cifar_tutorial.{public}"' in api, public
 
 

@@ -1,7 +1,9 @@
-"""bench/profile_step.py: sorting the profiler's ops into what they do, and the FLOP count."""
+"""bench/profile_step.py: sorting the profiler's ops into what they do, the FLOP count, and the
+recipe's flags it shares with bench/fast_recipe.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -13,13 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def profile():
+    """The script as a module, loaded as it runs: with ``bench/`` first on ``sys.path``."""
+    sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("profile_step",
                                                   ROOT / "bench" / "profile_step.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["profile_step"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["profile_step"]
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        for name in ("profile_step", "fast_recipe"):
+            sys.modules.pop(name, None)
+        sys.path.remove(str(ROOT / "bench"))
 
 
 @pytest.mark.parametrize("label, group", [
@@ -59,5 +67,36 @@ def test_conv_flops_of_the_fast_net(profile) -> None:
     # 31x31 maps from 24 channels to 64, then 15x15 64 -> 64, and so on (2 per multiply-add)
     expected = 2 * 9 * (31 * 31 * 24 * 64 + 15 * 15 * 64 * 64 + 15 * 15 * 64 * 256
                         + 7 * 7 * 256 * 256 + 7 * 7 * 256 * 256 + 3 * 3 * 256 * 256)
-    assert profile.conv_flops((64, 256, 256)) == expected
+    assert profile.conv_flops((64, 256, 256), whiten_patch=2) == expected
     assert 230e6 < expected < 240e6
+    # 3x3 patches: 30x30 maps of 54 whitened channels, then 15x15, 7x7 and 3x3 again
+    assert profile.conv_flops((64, 256, 256), whiten_patch=3) == expected + 2 * 9 * (
+        30 * 30 * 54 * 64 - 31 * 31 * 24 * 64)
+
+
+def test_the_recipe_flags_default_to_the_recipe(profile) -> None:
+    from cifar_tutorial.recipes import FastHyperparameters
+
+    parser = profile.build_parser()
+    assert profile.hyperparameters_from(parser.parse_args([]), epochs=1.0) == FastHyperparameters(
+        epochs=1.0)
+    flags = {option for action in parser._actions for option in action.option_strings}
+    fields = {f.name for f in dataclasses.fields(FastHyperparameters)}
+    assert "--epochs" not in flags  # the profile runs one epoch of --steps + 1 batches
+    assert {f"--{name.replace('_', '-')}" for name in fields - {"epochs"}} <= flags
+    args = parser.parse_args(["--batch-size", "64", "--widths", "8,16,32", "--no-fused-norm",
+                              "--lookahead-decay-base", "0.9", "--tta", "none"])
+    hyp = profile.hyperparameters_from(args, epochs=1.0)
+    assert (hyp.batch_size, hyp.widths, hyp.fused_norm) == (64, (8, 16, 32), False)
+    assert (hyp.lookahead_decay_base, hyp.tta, hyp.lr) == (0.9, "none", FastHyperparameters().lr)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--widths", "8,x,32"])
+
+
+def test_every_flag_has_the_field_description_as_help(profile) -> None:
+    from cifar_tutorial.recipes import FastHyperparameters
+
+    docs = sys.modules["fast_recipe"].field_docs(FastHyperparameters)  # profile_step's import
+    assert set(docs) == {f.name for f in dataclasses.fields(FastHyperparameters)}
+    assert docs["lr_start"].startswith("Learning rate of the first step")
+    assert docs["whiten_patch"].endswith("in pixels.")

@@ -1,4 +1,4 @@
-"""Gradient saliency, Grad-CAM and the weight-randomisation check (chapter 10)."""
+"""Gradient saliency, Grad-CAM and the weight-randomisation check (chapter 11)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_tutorial import models, recipes, saliency
+from cifar_tutorial import fastnet, models, saliency
+from cifar_tutorial.recipes import FastHyperparameters
 
 
 def _square_images(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +120,7 @@ def test_randomized_copy_keeps_the_model_and_the_scales(trained) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_saved_and_nested_models(tmp_path: Path) -> None:
+def test_saved_and_functional_models(tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
     seed = models.seed_cnn()
     seed.save(tmp_path / "seed.keras")
@@ -127,10 +128,14 @@ def test_saved_and_nested_models(tmp_path: Path) -> None:
     x, _ = _square_images(2)
     np.testing.assert_allclose(saliency.grad_cam(loaded, x), saliency.grad_cam(seed, x), atol=1e-6)
     assert saliency.gradient_saliency(loaded, x).shape == (2, 32, 32)
-    fast = recipes.with_unit_input(models.build_fast_net(widths=(8, 16, 16), seed=0))
+    fast = fastnet.build_fast_net(FastHyperparameters(widths=(8, 16, 16)), seed=0)
     assert saliency.conv_layer_names(fast)[-1] == "block2_conv1"
     assert saliency.grad_cam(fast, x, layer="block1_gelu1").shape == (2, 32, 32)
     assert saliency.gradient_saliency(fast, x, classes=[3, 4]).shape == (2, 32, 32)
+    fast.save(tmp_path / "fast.keras")
+    loaded_fast = keras.models.load_model(tmp_path / "fast.keras")
+    np.testing.assert_allclose(saliency.grad_cam(loaded_fast, x, layer="block1_gelu1"),
+                               saliency.grad_cam(fast, x, layer="block1_gelu1"), atol=1e-6)
     with pytest.raises(ValueError, match="no layer 'nope'"):
         saliency.grad_cam(seed, x, layer="nope")
     with pytest.raises(ValueError, match="one class per image"):
