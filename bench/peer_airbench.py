@@ -65,7 +65,7 @@ import numpy as np
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # a test loads this file by its path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_cpu, load_average, portable_path, run_metadata, write_json  # noqa: E402
+from _common import describe_cpu, load_average, portable_args, run_metadata, write_json  # noqa: E402
 
 from cifar_tutorial.errors import CifarTutorialError, UsageError  # noqa: E402
 
@@ -416,7 +416,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **meta,
         "benchmark": "airbench94 (airbench.train94), the reference implementation, on the CPU",
-        "args": {**vars(args), "data_dir": portable_path(args.data_dir)},
+        "args": portable_args(args),
         "hyperparameters": hyp,
         "epochs": epochs,
         "adaptations": [

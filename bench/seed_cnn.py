@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import run_metadata, write_json
+from _common import portable_args, run_metadata, write_json
 
 
 def run(seed: int, epochs: int, out: Path, model: str = "seed", augment: bool = False) -> dict:
@@ -77,7 +77,7 @@ def main() -> int:
         print(f"{r['seed']:>4} {r['test_accuracy']:9.4f} {r['train_accuracy']:10.4f} "
               f"{r['train_seconds'] / 60:10.2f} {r['median_epoch_seconds']:8.1f} {r['images_per_second']:7.0f}")
     if args.out:
-        write_json(args.out, {**run_metadata(os.environ["CIFAR10_DIR"]), "args": vars(args),
+        write_json(args.out, {**run_metadata(os.environ["CIFAR10_DIR"]), "args": portable_args(args),
                               "runs": results})
     return 0
 

@@ -217,6 +217,10 @@ def test_paths_are_recorded_from_the_project_or_the_home_folder(common, tmp_path
     assert common.portable_path(data, project) == "~/.cache/cifar10-png"
     assert common.portable_argv(["x.py", f"--data-dir={data}", str(project / "out.json")],
                                 project) == ["x.py", "--data-dir=~/.cache/cifar10-png", "out.json"]
+    args = common.portable_args({"data_dir": str(data), "seeds": [0, 1], "out": "rel.json",
+                                 "paths": [str(data)]})
+    assert args == {"data_dir": "~/.cache/cifar10-png", "seeds": [0, 1], "out": "rel.json",
+                    "paths": ["~/.cache/cifar10-png"]}
 
 
 @pytest.mark.parametrize("flags, name", [({"amx_bf16", "avx512_bf16"}, "AMX-BF16"),
