@@ -11,6 +11,7 @@ it decides between bfloat16 and float32 (chapter 9).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from pathlib import Path
@@ -26,6 +27,9 @@ __all__ = [
     "run_mode",
     "by_mode",
     "describe_run",
+    "speed_probe",
+    "Machine",
+    "MACHINES",
     "set_seed",
     "cpu_flags",
     "bf16_supported",
@@ -92,65 +96,164 @@ def run_mode() -> str:
     return "quick" if quick_mode() else "full"
 
 
-def by_mode(full: int, test: int, quick: int | None = None) -> int:
+def by_mode(full: int, tiny: int | None = None, quick: int | None = None,
+            *, test: int | None = None) -> int:
     """Pick a size (epochs, examples, steps) for the current mode.
 
     Parameters
     ----------
     full : int
         The value for a full run, the one the book's stored outputs come from.
-    test : int
-        The value for the test suite's short re-runs of the notebooks.
+    tiny : int
+        The value for a tiny run of a few hundred images, which checks that the
+        code runs (the test suite's re-runs of the notebooks).
     quick : int, optional
-        The value for a reader's quick run; ``test`` when not given.
+        The value for a reader's quick run; ``tiny`` when not given.
+    test : int, optional
+        The former name of ``tiny``, still accepted.
 
     Returns
     -------
     int
         The value that belongs to :func:`run_mode`.
     """
+    if tiny is None:
+        tiny = test
+    if tiny is None:
+        raise TypeError("by_mode() needs tiny=, the size of a tiny run")
     mode = run_mode()
     if mode == "smoke":
-        return test
+        return tiny
     if mode == "quick":
-        return test if quick is None else quick
+        return tiny if quick is None else quick
     return full
 
 
-def describe_run(full_minutes: float) -> str:
-    """Say in plain words how long this chapter takes and how to run it quickly.
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """A CPU the book's stored outputs were made on, and its speed on the probe.
+
+    Attributes
+    ----------
+    name : str
+        The CPU in words, as :func:`describe_run` prints it.
+    probe_images_per_s : float
+        What :func:`speed_probe` measured on its two cores, in float32.
+    """
+
+    name: str
+    probe_images_per_s: float
+
+
+MACHINES: dict[str, Machine] = {
+    "epyc-zen3": Machine("an AMD EPYC (Zen 3; AVX2, no bfloat16)", 1150.0),
+    "xeon-amx": Machine("an Intel Xeon with AMX", 2300.0),
+}
+"""The machines whose full runs the chapters quote, by key (:func:`describe_run`).
+
+The Zen 3 figure is :func:`speed_probe` measured on that machine. The Xeon's is
+estimated from it: the seed CNN's float32 epoch took about 19 s there against
+about 38 s on the Zen 3 (``../shared/reference/tooling-notes.md``), twice as fast."""
+
+
+def speed_probe(seconds: float = 1.0) -> float:
+    """Time a small convolutional training step on this machine (chapters' first cells).
+
+    Two 3x3 convolutions (3 -> 32 -> 64 channels) on 32x32 images, pooled into ten
+    logits, forward and backward in one ``tf.function``, float32, batches of 64,
+    repeated for about ``seconds`` after one untimed step. It draws no random
+    numbers from the seeded generators, so a chapter's results do not depend on it.
+
+    Parameters
+    ----------
+    seconds : float
+        How long to keep timing.
+
+    Returns
+    -------
+    float
+        Images per second.
+    """
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(12345)
+    x = tf.constant(rng.random((64, 32, 32, 3), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, 64), tf.int32)
+    w1 = tf.Variable(rng.normal(0, 0.1, (3, 3, 3, 32)).astype(np.float32))
+    w2 = tf.Variable(rng.normal(0, 0.1, (3, 3, 32, 64)).astype(np.float32))
+    w3 = tf.Variable(rng.normal(0, 0.1, (64, 10)).astype(np.float32))
+
+    @tf.function(jit_compile=False)
+    def step() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            h = tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME"))
+            h = tf.nn.relu(tf.nn.conv2d(h, w2, 1, "SAME"))
+            logits = tf.reduce_mean(h, axis=(1, 2)) @ w3
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        grads = tape.gradient(loss, [w1, w2, w3])
+        for v, g in zip((w1, w2, w3), grads):
+            v.assign_sub(0.01 * g)
+        return loss
+
+    step().numpy()
+    steps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or steps < 3:
+        step().numpy()
+        steps += 1
+    return steps * 64 / elapsed
+
+
+def _minutes(minutes: float) -> str:
+    if minutes < 1:
+        return "under a minute"
+    rounded = round(minutes) if minutes >= 3 else round(minutes, 1)
+    return f"about {rounded:g} minute" + ("" if rounded == 1 else "s")
+
+
+def describe_run(full_minutes: float, measured_on: str = "epyc-zen3") -> str:
+    """Say in plain words how long this chapter takes, here, and how to run it quickly.
 
     Chapter setup cells print this line, so that a reader knows what to expect
-    before training starts.
+    before training starts. Machines differ by up to ten times, so besides the
+    minutes the full run took where the book's outputs were made, it estimates
+    the minutes on the reader's machine from :func:`speed_probe` (about a second)
+    scaled by that machine's probe (:data:`MACHINES`). The estimate holds for
+    float32 training; a CPU with bfloat16 matrix units (chapter 9) may do better.
 
     Parameters
     ----------
     full_minutes : float
-        Duration of the full run on two CPU cores, in minutes.
+        Duration of the full run on two CPU cores of ``measured_on``, in minutes,
+        including any model the chapter must train first.
+    measured_on : str
+        A key of :data:`MACHINES`.
 
     Returns
     -------
     str
-        One or two sentences for the current mode.
+        A few short lines for the current mode.
     """
-    if full_minutes < 1:
-        length = "under a minute"
-    else:
-        length = f"about {full_minutes:g} minute" + ("" if full_minutes == 1 else "s")
+    machine = MACHINES[measured_on]
     mode = run_mode()
+    if mode == "smoke":
+        return "Tiny run: a few hundred images for a step or two."
+    length = _minutes(full_minutes)
+    here = full_minutes * machine.probe_images_per_s / speed_probe()
+    made = (f"Full run: {length} on 2 cores of {machine.name},\n"
+            f"where the book's outputs were made; on this machine {_minutes(here)}.")
     if mode == "full":
         return (
-            f"Full run: {length} on 2 CPU cores, as in the book.\n"
+            f"{made}\n"
             f"For a quick run (a subset, fewer epochs), set {QUICK_ENV}=1 or start\n"
             "JupyterLab with: python3 tasks.py lab --quick"
         )
-    if mode == "quick":
-        return (
-            "Quick run: a subset, at most about 2 minutes on 2 CPU cores;\n"
-            f"the full run takes {length}. Numbers will differ from the book's.\n"
-            f"Unset {QUICK_ENV} for the full run."
-        )
-    return "Test run: a few hundred images for a step or two."
+    return (
+        "Quick run: a subset, at most a few minutes; numbers will differ from\n"
+        f"the book's. Unset {QUICK_ENV} for the full run.\n{made}"
+    )
 
 
 def set_seed(seed: int = 0, deterministic: bool = True) -> None:

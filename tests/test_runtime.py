@@ -30,23 +30,47 @@ def test_run_mode_and_by_mode(mode, name: str) -> None:
     assert runtime.run_mode() == name
     assert runtime.smoke_mode() is (name == "smoke")
     assert runtime.quick_mode() is (name == "quick")  # smoke takes precedence over quick
-    assert runtime.by_mode(full=20, test=1, quick=5) == {"full": 20, "quick": 5, "smoke": 1}[name]
-    assert runtime.by_mode(full=20, test=1) == (20 if name == "full" else 1)
+    assert runtime.by_mode(full=20, tiny=1, quick=5) == {"full": 20, "quick": 5, "smoke": 1}[name]
+    assert runtime.by_mode(full=20, tiny=1) == (20 if name == "full" else 1)
+    assert runtime.by_mode(full=20, test=1) == runtime.by_mode(full=20, tiny=1)
+    with pytest.raises(TypeError, match="tiny="):
+        runtime.by_mode(full=20)
 
 
-def test_describe_run_speaks_to_readers(mode) -> None:
+def test_describe_run_speaks_to_readers(mode, monkeypatch) -> None:
+    reference = runtime.MACHINES["epyc-zen3"]
+    # a machine twice as fast as the reference on the probe
+    monkeypatch.setattr(runtime, "speed_probe", lambda: 2 * reference.probe_images_per_s)
     mode("full")
     full = runtime.describe_run(10)
-    assert full.startswith("Full run: about 10 minutes on 2 CPU cores")
+    assert full.startswith(f"Full run: about 10 minutes on 2 cores of {reference.name},")
+    assert "on this machine about 5 minutes." in full
     assert runtime.QUICK_ENV in full and "tasks.py lab --quick" in full
-    assert "under a minute" in runtime.describe_run(0.5) and "1 minute " in runtime.describe_run(1)
+    assert "under a minute" in runtime.describe_run(0.5)
+    assert "about 1 minute " in runtime.describe_run(1)
+    amx = runtime.describe_run(4, "xeon-amx")
+    assert runtime.MACHINES["xeon-amx"].name in amx
     mode("quick")
     quick = runtime.describe_run(10)
-    assert quick.startswith("Quick run:") and "the full run takes about 10 minutes" in quick
+    assert quick.startswith("Quick run:") and "about 10 minutes" in quick
     for text in (full, quick):
-        assert "smoke" not in text.lower()
+        assert "smoke" not in text.lower() and "test" not in text.lower()
+        assert max(len(line) for line in text.splitlines()) <= 80
+    with pytest.raises(KeyError):
+        runtime.describe_run(1, "a machine nobody measured")
     mode("smoke")
-    assert runtime.describe_run(10) == "Test run: a few hundred images for a step or two."
+    assert runtime.describe_run(10) == "Tiny run: a few hundred images for a step or two."
+
+
+def test_speed_probe_leaves_the_seeded_generators_alone() -> None:
+    import numpy as np
+
+    runtime.set_seed(3)
+    expected = (np.random.random(), float(tf.random.uniform(())))
+    runtime.set_seed(3)
+    speed = runtime.speed_probe(seconds=0.05)
+    assert speed > 0
+    assert (np.random.random(), float(tf.random.uniform(()))) == expected
 
 
 def test_set_seed_repeats_every_random_source() -> None:
