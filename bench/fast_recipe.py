@@ -2,7 +2,7 @@
 
 Example::
 
-    python bench/fast_recipe.py --data-dir ../shared/data/cifar10-png \\
+    python bench/fast_recipe.py --data-dir path/to/cifar10-png \\
         --seed 0 --out bench/results/fast_recipe_seed0.json
 
 Reads ``<data-dir>/{train,test}/<class>/*.png``, trains with
@@ -103,6 +103,14 @@ def hyperparameters_from(args: argparse.Namespace, **fixed: Any) -> Any:
     return FastHyperparameters(**values, **fixed)
 
 
+def script_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that are not the recipe's (those are recorded as ``hyperparameters``)."""
+    from cifar_tutorial.recipes import FastHyperparameters
+
+    recipe = {f.name for f in dataclasses.fields(FastHyperparameters)}
+    return {k: v for k, v in vars(args).items() if k not in recipe}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the recipe and write the JSON results (chapter 9)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -162,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict[str, Any] = {
         **_common.run_metadata(args.data_dir),
-        "args": {**vars(args), "data_dir": _common.portable_path(args.data_dir)},
+        "args": {**script_args(args), "data_dir": _common.portable_path(args.data_dir),
+                 "out": args.out and _common.portable_path(args.out)},
         "hyperparameters": dataclasses.asdict(hyp),
         "history": history.to_dict(),
         "load_time_s": load_time,

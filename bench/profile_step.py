@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         **_common.run_metadata(None),
         "data": {"name": "random pixels", "format": "synthetic", "original": None},
         "label": args.label,
-        "args": vars(args),
+        "args": {**vars(args), "out": args.out and _common.portable_path(args.out)},
         "precision": precision,
         "hyperparameters": dataclasses.asdict(hyp),
         "step_images_per_s": step_rate,
