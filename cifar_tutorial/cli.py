@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cifar_tutorial import records
+from cifar_tutorial import errors, records
+from cifar_tutorial.checkpoints import CHECKPOINT_DIR, Checkpoint
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -391,8 +392,8 @@ def _check_fast_options(args: argparse.Namespace) -> None:
 def _epochs_saved(out: Path) -> int:
     """Finished epochs in ``out``'s checkpoint (0 if none or unreadable: training says why)."""
     try:
-        state = records.Checkpoint(out / records.CHECKPOINT_DIR).read()
-    except records.CheckpointError:
+        state = Checkpoint(out / CHECKPOINT_DIR).read()
+    except errors.CheckpointError:
         return 0
     return int(state["epochs_done"]) if state else 0
 
@@ -571,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:  # outside the epochs: loading, evaluating, writing
         if args.command == "train":
-            where = Path(args.out) / records.CHECKPOINT_DIR
+            where = Path(args.out) / CHECKPOINT_DIR
             print(f"\nstopped (Ctrl-C); finished epochs, if any, are kept in {where}. "
                   "Run the same command again to resume.", file=sys.stderr)
         else:

@@ -169,8 +169,16 @@ class CifarData:
         seed: int = 0,
         augment: Callable | None = None,
         drop_remainder: bool = False,
+        epoch: int | range | None = None,
     ):
         """Build a batched, scaled, prefetched ``tf.data.Dataset`` of one split.
+
+        Every pass over the returned dataset (every epoch of ``model.fit``) draws a
+        new order and, with ``augment``, new random transforms; a seed always gives
+        the same sequence of passes. Pass ``epoch`` to get one fixed pass instead:
+        its order and transforms are a function of ``seed`` and ``epoch`` alone,
+        which is how :func:`cifar_tutorial.train.train` makes a resumed run see the
+        batches an uninterrupted run sees (chapters 5 and 7).
 
         Parameters
         ----------
@@ -184,52 +192,74 @@ class CifarData:
         shuffle : bool, optional
             Shuffle before batching; by default only the training split is shuffled.
         seed : int
-            Shuffle seed. One seed gives one order: to get a new order each epoch,
-            pass a new seed (the trainers in :mod:`cifar_tutorial.train` pass
-            ``seed + epoch``, which makes an interrupted run resume exactly).
+            Seed of the orders and of the augmentation.
         augment : callable, optional
             A function ``(image, seed) -> image`` applied to each scaled image
-            before batching, e.g. :func:`flip_and_translate`; ``seed`` is
-            ``[seed, position]``.
+            before batching, e.g. :func:`flip_and_translate`; ``seed`` is a
+            ``[2]`` int64 tensor drawn from ``seed``, the pass and the example's
+            position in it.
         drop_remainder : bool
             Drop the last, smaller batch.
+        epoch : int or range, optional
+            The pass to give, numbered from 0, or a range of passes given one after
+            the other (``range(3, 10)``: epochs 4 to 10 of a run, as ``fit`` with
+            ``initial_epoch=3, epochs=10, steps_per_epoch=...`` consumes them).
 
         Returns
         -------
         tf.data.Dataset
-            Batches of ``(float32 images in [0, 1], labels)``.
+            Batches of ``(float32 images in [0, 1], labels)``; its length is the
+            number of batches.
         """
         x, y = self.arrays(split)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(y) == 0:
             raise DataError(f"the {split!r} split is empty")
-        if shuffle is None:
-            shuffle = split == "train"
-        num_classes = self.num_classes
-
         if label_mode not in ("sparse", "onehot"):
             raise ValueError(f"label_mode must be 'sparse' or 'onehot', got {label_mode!r}")
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if shuffle:
-            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=False)
-        if augment is not None:
-            def augment_one(position, example):
-                image = tf.cast(example[0], tf.float32) / 255.0
-                pair = tf.stack([tf.constant(seed, tf.int64), position])
-                return augment(image, pair), example[1]
+        if shuffle is None:
+            shuffle = split == "train"
+        num_classes, count = self.num_classes, len(y)
+        images, labels = tf.constant(x), tf.constant(y)
+
+        def finish(batch_images, batch_labels):
+            if label_mode == "onehot":
+                batch_labels = tf.one_hot(batch_labels, num_classes)
+            return batch_images, batch_labels
+
+        def one_pass(key):
+            """The pass drawn from ``(seed, key)``: an order, then the transforms."""
+            pass_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(key, tf.int64)])
+            order = tf.range(count, dtype=tf.int64)
+            if shuffle:
+                order = tf.random.experimental.stateless_shuffle(order, seed=pass_seed)
+            ds = tf.data.Dataset.from_tensor_slices(order)
+            if augment is None:  # gather whole batches: faster than one image at a time
+                ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+                return ds.map(lambda i: finish(tf.cast(tf.gather(images, i), tf.float32) / 255.0,
+                                               tf.gather(labels, i)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+
+            def augment_one(position, index):
+                image = tf.cast(tf.gather(images, index), tf.float32) / 255.0
+                one_seed = tf.random.experimental.stateless_fold_in(pass_seed, position)
+                return augment(image, one_seed), tf.gather(labels, index)
 
             ds = ds.enumerate().map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+            return ds.batch(batch_size, drop_remainder=drop_remainder).map(finish)
 
-        def prepare(images, labels):
-            if augment is None:
-                images = tf.cast(images, tf.float32) / 255.0
-            if label_mode == "onehot":
-                labels = tf.one_hot(labels, num_classes)
-            return images, labels
-
-        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        passes = 1 if not isinstance(epoch, range) else len(epoch)
+        if epoch is not None:
+            first = epoch.start if isinstance(epoch, range) else epoch
+            ds = tf.data.Dataset.range(first, first + passes).flat_map(one_pass)
+        elif shuffle or augment is not None:  # a new key, so a new pass, each iteration
+            keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            ds = keys.take(1).flat_map(one_pass)
+        else:
+            ds = one_pass(0)
+        batches = count // batch_size if drop_remainder else -(-count // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches * passes))
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -238,8 +268,9 @@ def flip_and_translate(pad: int = 4) -> Callable:
 
     The shift pads the image by reflection and crops a random 32x32 window, so the
     content moves by up to ``pad`` pixels each way. The random numbers are
-    stateless: they come from the seed pair that :meth:`CifarData.dataset` passes
-    (its seed and the example's position), so a seed always gives the same batches.
+    stateless: they come from the seed pair that :meth:`CifarData.dataset` passes,
+    drawn from its seed, the pass over the data and the example's position, so a
+    seed gives the same batches every time and new transforms in every epoch.
 
     Parameters
     ----------

@@ -5,8 +5,8 @@ Chapter 6 ("The seed's CNN") meets :class:`History`, which both training loops o
 figures of :mod:`cifar_tutorial.plots` read. The command line writes its outputs
 with :func:`atomic_save` and :func:`atomic_write_text`, so that an interrupted run
 never leaves half a file, after :func:`check_output_folder` has made sure that the
-folder can be written. A :class:`Checkpoint` keeps the last finished epoch of a
-run, so that it can resume.
+folder can be written. A run's checkpoint, written with the same functions, is in
+:mod:`cifar_tutorial.checkpoints`.
 
 This module needs neither TensorFlow nor Keras.
 """
@@ -20,12 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["History", "CHECKPOINT_DIR", "Checkpoint", "CheckpointError", "check_output_folder",
+__all__ = ["History", "CheckpointError", "check_output_folder",
            "portable_path", "portable_argv"]
-
-CHECKPOINT_DIR = "checkpoint"
-"""The folder, inside a run's output folder, that holds its :class:`Checkpoint`."""
-
 
 @dataclasses.dataclass
 class History:
@@ -187,93 +183,6 @@ def check_output_folder(out_dir: str | os.PathLike) -> Path:
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be resumed from; the message says what to do instead."""
-
-
-@dataclasses.dataclass
-class Checkpoint:
-    """A run's checkpoint folder: the last finished epoch and ``state.json`` naming it.
-
-    :func:`cifar_tutorial.train.train` keeps a model's weights and optimizer state
-    in ``epoch-NNNN.weights.h5`` (chapter 6); the fast recipe of chapter 8 writes a
-    file of its own. ``state.json`` holds ``epochs_done``, a ``fingerprint`` of the
-    run's settings, the history so far and ``weights``, the name of the epoch's
-    file. Both are replaced atomically after every epoch, so that a run stopped at
-    any moment (Ctrl-C, SIGKILL, a power cut) resumes from its last finished epoch.
-
-    A non-chief worker writes into a scratch ``folder`` of its own and resumes from
-    the chief's folder, ``resume_from`` (chapter 9).
-    """
-
-    folder: Path
-    resume_from: Path | None = None
-
-    def source(self) -> Checkpoint:
-        """The checkpoint to resume from."""
-        return Checkpoint(self.resume_from) if self.resume_from else self
-
-    @property
-    def state_path(self) -> Path:
-        """``state.json`` in :attr:`folder`."""
-        return self.folder / "state.json"
-
-    def read(self) -> dict[str, Any] | None:
-        """The saved state, ``None`` if no epoch has been saved.
-
-        Raises
-        ------
-        CheckpointError
-            If ``state.json`` cannot be read.
-        """
-        if not self.state_path.exists():
-            return None
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise CheckpointError(
-                f"checkpoint {self.state_path} is unreadable ({err}); delete the folder "
-                f"{self.folder} to start afresh"
-            ) from None
-
-    def read_run(self, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-        """The saved state of the run with this ``fingerprint``, ``None`` if none is saved.
-
-        Raises
-        ------
-        CheckpointError
-            If ``state.json`` cannot be read, or belongs to a run with other settings.
-        """
-        state = self.read()
-        if state is not None and state.get("fingerprint") != fingerprint:
-            raise CheckpointError(
-                f"{self.folder} holds a checkpoint of a different run "
-                f"({state.get('fingerprint')}); use another output folder, or "
-                "start afresh with resume=False (--no-resume)"
-            )
-        return state
-
-    def write_with(self, save: Callable[[str], Any], state: dict[str, Any],
-                   suffix: str = ".weights.h5") -> None:
-        """Save an epoch: ``save(path)`` writes its file, then ``state`` names it.
-
-        Parameters
-        ----------
-        save : callable
-            Writes the epoch's file at the path it is given, e.g. ``model.save_weights``.
-        state : dict
-            JSON-ready; must hold ``epochs_done``. ``weights`` is added.
-        suffix : str
-            The file's suffix (Keras checks that weights files end in ``.weights.h5``).
-        """
-        name = f"epoch-{state['epochs_done']:04d}{suffix}"
-        atomic_save(save, self.folder / name)
-        atomic_write_text(self.state_path, json.dumps({**state, "weights": name}, indent=2))
-        for old in self.folder.glob("epoch-*"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    def file(self, state: dict[str, Any]) -> Path:
-        """The epoch's file that ``state`` names."""
-        return self.folder / state["weights"]
 
 
 def portable_path(path: str | os.PathLike, start: str | os.PathLike = ".") -> str:

@@ -1,18 +1,23 @@
-"""Training: Keras ``fit`` and a ``tf.GradientTape`` loop behind one interface.
+"""Training: one call of Keras' ``fit`` with Keras' callbacks, or the loop of chapter 8.
 
-Chapter 6 ("The seed's CNN") trains with :func:`train` and ``loop="fit"``;
-chapter 7 ("A custom training loop") opens the ``loop="custom"`` path, whose step is
-:func:`cifar_tutorial.steps.make_train_step` (also reachable as
-``train.make_train_step``). Both
+Chapter 7 ("The seed's CNN") trains with :func:`train` and ``loop="fit"``: that is
+one ``model.fit(..., epochs=..., initial_epoch=..., callbacks=[...])`` call with
+Keras' own callbacks, ``EarlyStopping(restore_best_weights=True)``, ``CSVLogger``
+and the progress bar of ``fit``'s ``verbose``, plus the reader's own callbacks
+(``callbacks=[keras.callbacks.TensorBoard(...)]``). Chapter 8 ("A custom training
+loop") opens ``loop="custom"``: the epochs written out around
+:func:`cifar_tutorial.steps.make_train_step`, calling the same callbacks. Both
 
-- run one epoch at a time on a data order drawn from ``seed + epoch``, so that a
-  resumed run sees exactly the batches an uninterrupted run would have seen;
+- draw a new order and new augmentation every epoch, epoch ``e`` being
+  ``data.dataset(..., seed=seed, epoch=e)``: a function of the seed and the epoch
+  alone, so that a resumed run sees exactly the batches an uninterrupted run sees;
 - write a checkpoint after every finished epoch (weights, optimizer state and
   history; atomically) when given ``out_dir``, and resume from it when started
-  again with the same settings;
-- stop with :class:`TrainingDiverged` when the loss turns NaN, infinite or huge, keeping
-  the last good checkpoint, and with :class:`TrainingInterrupted` on Ctrl-C;
-- accept a ``tf.distribute`` strategy (chapter 9).
+  again with the same settings (:mod:`cifar_tutorial.checkpoints`);
+- stop with :class:`~cifar_tutorial.errors.TrainingDiverged` when the loss turns
+  NaN, infinite or huge, putting the last good checkpoint back, and with
+  :class:`~cifar_tutorial.errors.TrainingInterrupted` on Ctrl-C;
+- accept a ``tf.distribute`` strategy (chapter 10).
 
 They return a :class:`cifar_tutorial.records.History` (also reachable as
 ``train.History``).
@@ -20,39 +25,40 @@ They return a :class:`cifar_tutorial.records.History` (also reachable as
 
 from __future__ import annotations
 
-import atexit
 import math
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_tutorial.data import CifarData
-from cifar_tutorial.distribute import (
-    is_chief,
-    is_multi_worker,
-    shard_by_data,
-    workers_disagreement,
-)
-from cifar_tutorial.models import outputs_logits
-from cifar_tutorial.records import (
+from cifar_tutorial.checkpoints import (  # noqa: F401 - train.CHECKPOINT_DIR for the tests
     CHECKPOINT_DIR,
     Checkpoint,
-    CheckpointError,
-    History,
-    check_output_folder,
+    interrupted,
+    open_checkpoint,
 )
-from cifar_tutorial.steps import label_mode_of, make_eval_step, make_train_step
+from cifar_tutorial.data import CifarData
+from cifar_tutorial.distribute import is_chief, is_multi_worker, shard_by_data, workers_disagreement
+from cifar_tutorial.errors import (  # noqa: F401 - also reachable as train.TrainingError etc.
+    CheckpointError,
+    TrainingDiverged,
+    TrainingError,
+    TrainingInterrupted,
+    UsageError,
+)
+from cifar_tutorial.models import outputs_logits
+from cifar_tutorial.records import History
+from cifar_tutorial.steps import epoch_metrics, label_mode_of, make_eval_step, make_train_step
 
 __all__ = [
     "DIVERGED_LOSS",
     "METRICS",
+    "StopOnDivergence",
     "TrainingError",
     "TrainingDiverged",
     "TrainingInterrupted",
@@ -62,54 +68,10 @@ __all__ = [
 ]
 
 DIVERGED_LOSS = 1e4
-"""A mean loss above this counts as diverged, like NaN. Cross-entropy starts near
+"""A loss above this counts as diverged, like NaN. Cross-entropy starts near
 ``ln 10 = 2.3``, and a finite loss of 1e21 (Adam with a learning rate of 1000) means
 the weights have blown up for good."""
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-class TrainingError(RuntimeError):
-    """Training stopped before the last epoch; the message says why and what to do."""
-
-
-class TrainingDiverged(TrainingError):
-    """The loss became NaN, infinite or larger than :data:`DIVERGED_LOSS`.
-
-    Attributes
-    ----------
-    epoch : int
-        The (1-based) epoch in which it happened.
-    """
-
-    def __init__(self, message: str, epoch: int) -> None:
-        super().__init__(message)
-        self.epoch = epoch
-
-
-class TrainingInterrupted(TrainingError):
-    """Training was interrupted (Ctrl-C); finished epochs are kept.
-
-    Attributes
-    ----------
-    epochs_done : int
-        Epochs finished and saved.
-    """
-
-    def __init__(self, message: str, epochs_done: int) -> None:
-        super().__init__(message)
-        self.epochs_done = epochs_done
-
-    @classmethod
-    def during(cls, epoch: int, done: int, checkpoint: Checkpoint | None) -> TrainingInterrupted:
-        """The error for Ctrl-C in epoch ``epoch`` (0-based) after ``done`` finished epochs."""
-        kept = f"{done} finished epoch{'' if done == 1 else 's'} kept"
-        where = f" in {checkpoint.folder}" if checkpoint else ""
-        hint = (
-            "Run the same command again to resume."
-            if checkpoint
-            else "Pass an output folder to be able to resume."
-        )
-        return cls(f"training interrupted during epoch {epoch + 1}; {kept}{where}. {hint}", done)
 
 
 # --------------------------------------------------------------------------- compiling
@@ -124,7 +86,7 @@ def compile_model(
     label_smoothing: float = 0.0,
     weight_decay: float | None = None,
 ) -> keras.Model:
-    """Compile with cross-entropy matching the labels and the model's head (chapter 6).
+    """Compile with cross-entropy matching the labels and the model's head (chapter 7).
 
     Parameters
     ----------
@@ -146,13 +108,19 @@ def compile_model(
     -------
     keras.Model
         The same model, compiled, with ``jit_compile=False`` (XLA is slower on CPU).
+
+    Raises
+    ------
+    UsageError
+        For an unknown optimizer or label mode, a learning rate that is not
+        positive, or label smoothing with integer labels.
     """
     if label_mode not in ("sparse", "onehot"):
-        raise ValueError(f"label_mode must be 'sparse' or 'onehot', got {label_mode!r}")
+        raise UsageError(f"label_mode must be 'sparse' or 'onehot', got {label_mode!r}")
     if label_smoothing and label_mode != "onehot":
-        raise ValueError("label smoothing needs label_mode='onehot'")
+        raise UsageError("label smoothing needs label_mode='onehot'")
     if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        raise UsageError(f"learning_rate must be positive, got {learning_rate}")
     logits = outputs_logits(model)
     if label_mode == "sparse":
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
@@ -169,118 +137,9 @@ def compile_model(
             learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay
         )
     else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose adam, adamw or sgd")
+        raise UsageError(f"unknown optimizer {optimizer!r}; choose adam, adamw or sgd")
     model.compile(optimizer=opt, loss=loss, metrics=["accuracy"], jit_compile=False)
     return model
-
-
-def _custom_evaluate(step: Callable, dataset, strategy) -> dict:
-    totals = np.zeros(3)
-    for batch in strategy.experimental_distribute_dataset(dataset):
-        totals += [float(v) for v in step(batch)]
-    return {"val_loss": totals[0] / totals[2], "val_accuracy": totals[1] / totals[2]}
-
-
-def _custom_epoch(step: Callable, dataset, strategy, max_steps: int | None, guard: _NaNGuard,
-                  bar: keras.utils.Progbar | None = None) -> dict:
-    strategy = strategy or tf.distribute.get_strategy()
-    loss_sum = correct = count = 0.0
-    for i, batch in enumerate(strategy.experimental_distribute_dataset(dataset)):
-        if max_steps is not None and i >= max_steps:
-            break
-        s, c, n = (float(v) for v in step(batch))
-        if _diverged(s / max(n, 1.0)):
-            guard.bad_batch = i
-            break
-        loss_sum, correct, count = loss_sum + s, correct + c, count + n
-        if bar is not None:
-            bar.update(i + 1, [("loss", loss_sum / count), ("accuracy", correct / count)])
-    if guard.bad_batch is not None or count == 0:
-        return {"loss": float("nan"), "accuracy": float("nan")}
-    return {"loss": loss_sum / count, "accuracy": correct / count}
-
-
-# --------------------------------------------------------------------------- callbacks
-
-
-def _diverged(loss: float) -> bool:
-    return not math.isfinite(loss) or loss > DIVERGED_LOSS
-
-
-class _NaNGuard(keras.callbacks.Callback):
-    """Stop ``fit`` at the first batch whose loss is not finite or explodes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bad_batch: int | None = None
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and _diverged(float(loss)):
-            self.bad_batch = batch
-            self.model.stop_training = True
-
-
-class _BatchProgress(keras.callbacks.Callback):
-    """A progress bar within each epoch (for terminals)."""
-
-    def __init__(self, steps: int) -> None:
-        super().__init__()
-        self.steps = steps
-        self.bar: keras.utils.Progbar | None = None
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.bar = keras.utils.Progbar(self.steps, stateful_metrics=["loss", "accuracy"])
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.bar is not None:
-            self.bar.update(batch + 1, [(k, float(v)) for k, v in (logs or {}).items()])
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _restore(checkpoint: Checkpoint, model: keras.Model, state: dict) -> None:
-    """Load the epoch's weights and optimizer state that ``state`` names into ``model``."""
-    # The weights file holds the optimizer's state, learning rate included; keep
-    # the learning rate the caller compiled with (e.g. a smaller one to go on).
-    optimizer = model.optimizer
-    lr = None
-    if optimizer is not None:
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
-        if isinstance(optimizer.learning_rate, keras.Variable):
-            lr = keras.ops.convert_to_numpy(optimizer.learning_rate)
-    model.load_weights(checkpoint.file(state))
-    if lr is not None:
-        optimizer.learning_rate.assign(lr)
-
-
-def _fingerprint(model: keras.Model, loop: str, batch_size: int, seed: int, label_mode: str) -> dict:
-    return {
-        "model": model.name,
-        "parameters": int(model.count_params()),
-        "loop": loop,
-        "batch_size": batch_size,
-        "seed": seed,
-        "label_mode": label_mode,
-    }
-
-
-# --------------------------------------------------------------------------- train
-
-
-SHORT_NAMES = {"accuracy": "acc", "val_accuracy": "val_acc"}
-"""Names of :data:`METRICS` in the one-line epoch log, so that a line fits 78 columns."""
-
-
-def _format_epoch(record: dict, epochs: int) -> str:
-    parts = [f"Epoch {int(record['epoch'])}/{epochs}", f"{record['seconds']:.1f}s"]
-    for key in METRICS:
-        value = record.get(key)
-        if value is not None and not math.isnan(value):
-            parts.append(f"{SHORT_NAMES.get(key, key)} {value:.4f}")
-    return "  ".join(parts)
 
 
 def check_training_args(epochs: int, batch_size: int, num_train: int) -> None:
@@ -288,19 +147,83 @@ def check_training_args(epochs: int, batch_size: int, num_train: int) -> None:
 
     Raises
     ------
-    ValueError
+    UsageError
         If ``epochs`` or ``batch_size`` is not positive, or the batch is larger
         than the training set.
     """
     if not isinstance(epochs, (int, np.integer)) or epochs <= 0:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        raise UsageError(f"epochs must be a positive integer, got {epochs!r}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
     if batch_size > num_train:
-        raise ValueError(
+        raise UsageError(
             f"batch_size {batch_size} is larger than the training set ({num_train} images); "
             "use a smaller batch"
         )
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Keras' ``TerminateOnNaN``, raising :class:`TrainingDiverged` instead of stopping.
+
+    Also a finite loss above ``limit`` counts: Adam with a far too high learning
+    rate gives losses of 1e21 that never become NaN. Raising (rather than setting
+    ``model.stop_training``) keeps the diverged epoch out of the checkpoint and
+    out of every other callback's ``on_epoch_end``.
+    """
+
+    def __init__(self, limit: float = DIVERGED_LOSS) -> None:
+        super().__init__()
+        self.limit, self.epoch = limit, 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._check(logs, f" (batch {batch + 1})")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._check(logs, "")
+
+    def _check(self, logs: dict | None, where: str) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not float(loss) <= self.limit:  # NaN fails every comparison
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            raise TrainingDiverged(
+                f"the loss diverged (NaN, infinite or above {self.limit:g}) in epoch "
+                f"{self.epoch + 1}{where}. The learning rate ({lr:g}) is probably too high: "
+                "try one 10x smaller.", self.epoch + 1)
+
+
+class _EpochRecords(keras.callbacks.Callback):
+    """Append each finished epoch to the :class:`History` and save the checkpoint."""
+
+    def __init__(self, history: History, checkpoint: Checkpoint | None, fingerprint: dict,
+                 early_stopping: keras.callbacks.EarlyStopping | None) -> None:
+        super().__init__()
+        self.history, self.checkpoint, self.fingerprint = history, checkpoint, fingerprint
+        self.early_stopping, self.started = early_stopping, time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        record = {"epoch": epoch + 1, **{k: float(logs.get(k, math.nan)) for k in METRICS},
+                  "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                  "seconds": time.perf_counter() - self.started}
+        history = History(self.history.records + [record], summary=self.history.summary,
+                          stopped_early=bool(self.early_stopping and self.model.stop_training))
+        if self.checkpoint is not None:  # first, so that Ctrl-C never counts an unsaved epoch
+            self.checkpoint.write_with(self.model.save_weights, {
+                "epochs_done": len(history), "fingerprint": self.fingerprint,
+                "history": history.to_dict()})
+        self.history.records, self.history.stopped_early = history.records, history.stopped_early
+
+
+# --------------------------------------------------------------------------- train
 
 
 def train(
@@ -315,17 +238,19 @@ def train(
     seed: int = 0,
     augment: Callable | None = None,
     early_stopping: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    label_mode: str | None = None,
     strategy=None,
-    max_steps_per_epoch: int | None = None,
     verbose: int = 1,
 ) -> History:
-    """Train a compiled model on ``data`` for ``epochs`` epochs (chapters 6 and 7).
+    """Train a compiled model on ``data`` for ``epochs`` epochs (chapters 7 and 8).
 
     Parameters
     ----------
     model : keras.Model
-        A model compiled with :func:`compile_model` (under ``strategy.scope()``
-        when a strategy is given).
+        A compiled model (:func:`compile_model`, or ``model.compile`` with a
+        cross-entropy loss, e.g. ``loss="sparse_categorical_crossentropy"``),
+        under ``strategy.scope()`` when a strategy is given.
     data : CifarData
         The data; validation metrics are computed when it has a validation split.
     epochs : int
@@ -335,22 +260,28 @@ def train(
     loop : {"fit", "custom"}
         Keras ``fit`` or the ``tf.GradientTape`` loop of :func:`make_train_step`.
     out_dir : path, optional
-        Folder for the per-epoch checkpoint (``out_dir/checkpoint``).
+        Folder for the per-epoch checkpoint (``out_dir/checkpoint``) and
+        ``CSVLogger``'s ``out_dir/history.csv``.
     resume : bool
-        Continue from a checkpoint in ``out_dir`` if there is one.
+        Continue from the checkpoint in ``out_dir`` if there is one; ``False``
+        starts afresh and replaces it.
     seed : int
-        Epoch ``e`` (0-based) shuffles and augments with ``seed + e``.
+        Seed of the order and augmentation of every epoch.
     augment : callable, optional
         Per-image augmentation, see :func:`cifar_tutorial.data.flip_and_translate`.
     early_stopping : int, optional
-        Stop when ``val_loss`` has not improved for this many epochs, and go back
-        to the best weights.
+        Keras' ``EarlyStopping(patience=early_stopping, restore_best_weights=True)``
+        on ``val_loss``. A resumed run counts its patience from where it resumed,
+        against the best ``val_loss`` of its history.
+    callbacks : sequence of keras.callbacks.Callback
+        More callbacks, called after the package's (both loops).
+    label_mode : {"sparse", "onehot"}, optional
+        The labels to feed the loss; by default the compiled loss's
+        (:func:`cifar_tutorial.steps.label_mode_of`).
     strategy : tf.distribute.Strategy, optional
-        Distribution strategy (chapter 9).
-    max_steps_per_epoch : int, optional
-        Cut epochs short (smoke tests).
+        Distribution strategy (chapter 10).
     verbose : int
-        0 silent, 1 one line per epoch, 2 also a progress bar within epochs.
+        0 silent, 1 one line per epoch, 2 a progress bar within epochs.
 
     Returns
     -------
@@ -360,222 +291,163 @@ def train(
     Raises
     ------
     TrainingDiverged
-        When the loss becomes NaN, infinite or huge; the last good weights are put
-        back into ``model`` (and stay in the checkpoint).
+        When the loss becomes NaN, infinite or huge; the last checkpoint's weights
+        are put back into ``model`` (and stay in the checkpoint).
     TrainingInterrupted
         On Ctrl-C; finished epochs stay in the checkpoint.
+    CheckpointError
+        When ``out_dir`` holds a checkpoint of another run, or one that cannot be
+        read; the message names the file and the ways on.
     """
     if loop not in ("fit", "custom"):
-        raise ValueError(f"loop must be 'fit' or 'custom', got {loop!r}")
+        raise UsageError(f"loop must be 'fit' or 'custom', got {loop!r}")
     check_training_args(epochs, batch_size, len(data.y_train))
-    label_mode = label_mode_of(model)
+    label_mode = label_mode or label_mode_of(model)
     where = strategy or tf.distribute.get_strategy()
     if loop == "fit" and is_multi_worker(where):
-        raise ValueError(
+        raise UsageError(
             f"Keras {keras.__version__} cannot fit under MultiWorkerMirroredStrategy (its "
             "first-batch build step reduces the (images, labels) pair, which that strategy "
             "refuses); train with loop='custom' (--loop custom)"
         )
-    checkpoint = _open_checkpoint(out_dir, strategy)
-    fingerprint = _fingerprint(model, loop, batch_size, seed, label_mode)
+    checkpoint = open_checkpoint(out_dir, strategy)
+    fingerprint = {"model": model.name, "parameters": int(model.count_params()), "loop": loop,
+                   "batch_size": batch_size, "seed": seed, "label_mode": label_mode}
     history = _resume(model, checkpoint, fingerprint, where, resume=resume, verbose=verbose)
-    epoch_runner = _Epochs(
-        model, data, loop=loop, batch_size=batch_size, label_mode=label_mode, seed=seed,
-        augment=augment, strategy=strategy, max_steps=max_steps_per_epoch, verbose=verbose,
-    )
-    stopper = _EarlyStopping(early_stopping if len(data.y_val) > 0 else None, history)
+    done = len(history)
 
-    for epoch in range(len(history), epochs):
-        record = epoch_runner.run(epoch, history, checkpoint)
-        history.records.append({"epoch": epoch + 1, **record})
-        if verbose:
-            print(_format_epoch(history.records[-1], epochs), flush=True)
-        stop = stopper.update(model, record["val_loss"], epoch + 1)
-        history.stopped_early = history.stopped_early or stop
-        if checkpoint is not None:
-            checkpoint.write_with(
-                model.save_weights,
-                {"epochs_done": len(history), "fingerprint": fingerprint, "history": history.to_dict()},
-            )
-        if stop:
-            stopper.restore_best(model)
-            if verbose:
-                print(f"Early stop: no better val_loss for {early_stopping} epochs; "
-                      f"weights of epoch {stopper.best_epoch} restored")
-            break
+    def dataset(split: str, **kwargs) -> tf.data.Dataset:
+        ds = data.dataset(split, batch_size, label_mode=label_mode, **kwargs)
+        return ds if strategy is None else shard_by_data(ds)
 
+    # The one piece fit lacks: epoch e's batches are data.dataset(..., epoch=e) for
+    # every e, one pass after the other, whichever epoch the run starts from.
+    train_ds = dataset("train", seed=seed, augment=augment, epoch=range(done, epochs))
+    val_ds = dataset("val") if len(data.y_val) > 0 else None
+    stopper = None
+    if early_stopping and val_ds is not None:
+        best = min((r["val_loss"] for r in history.records), default=None)
+        stopper = keras.callbacks.EarlyStopping(
+            patience=early_stopping, restore_best_weights=True, verbose=int(verbose > 0),
+            baseline=best if best is not None and math.isfinite(best) else None)
+    ours: list[keras.callbacks.Callback] = [StopOnDivergence()]
+    ours += [stopper] if stopper else []
+    ours.append(_EpochRecords(history, checkpoint, fingerprint, stopper))
+    if checkpoint is not None and is_chief(strategy):
+        ours.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "history.csv"), append=done > 0))
+    run = _fit if loop == "fit" else _custom_loop
+    try:
+        if done < epochs:
+            run(model, train_ds, val_ds, epochs=epochs, initial_epoch=done,
+                steps=-(-len(data.y_train) // batch_size), callbacks=[*ours, *callbacks],
+                strategy=strategy, verbose=verbose)
+    except KeyboardInterrupt:
+        raise interrupted(len(history), len(history), checkpoint) from None
+    except TrainingDiverged as err:
+        if not history.records:
+            kept = "No epoch had finished, so no weights were kept."
+        elif checkpoint is None:
+            kept = "Without an output folder no checkpoint was kept to go back to."
+        else:
+            _restore_last_good(model, checkpoint)
+            kept = (f"The last good weights (epoch {len(history)}) are kept in "
+                    f"{checkpoint.folder} and put back into the model.")
+        raise TrainingDiverged(f"{err} {kept}", err.epoch) from None
+    if stopper is not None and stopper.stopped_epoch:
+        history.stopped_early = True
     if checkpoint is not None and not is_chief(strategy):
         shutil.rmtree(checkpoint.folder, ignore_errors=True)
     return history
 
 
-def _open_checkpoint(out_dir: str | os.PathLike | None, strategy) -> Checkpoint | None:
-    """The checkpoint of a run: in ``out_dir``, or in a scratch folder on non-chief workers."""
-    if out_dir is None:
-        return None
-    folder = check_output_folder(out_dir) / CHECKPOINT_DIR
-    if is_chief(strategy):
-        return Checkpoint(folder)
-    scratch = Path(tempfile.mkdtemp(prefix="cifar-tutorial-worker-"))
-    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    return Checkpoint(scratch, resume_from=folder)
+def _fit(model: keras.Model, train_ds, val_ds, *, epochs: int, initial_epoch: int, steps: int,
+         callbacks: list, strategy, verbose: int) -> None:
+    """Chapter 7's loop: Keras' own."""
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=steps, callbacks=callbacks, verbose={0: 0, 1: 2}.get(verbose, 1),
+              shuffle=False)  # the dataset is shuffled already
 
 
-def _resume(
-    model: keras.Model, checkpoint: Checkpoint | None, fingerprint: dict, strategy, *,
-    resume: bool, verbose: int,
-) -> History:
-    """Restore the checkpoint of the same run into ``model``; return the epochs it holds."""
-    state = source = None
+def _custom_loop(model: keras.Model, train_ds, val_ds, *, epochs: int, initial_epoch: int,
+                 steps: int, callbacks: list, strategy, verbose: int) -> None:
+    """Chapter 8's loop: the epochs of ``fit`` written out, calling the same callbacks."""
+    where = strategy or tf.distribute.get_strategy()
+    with where.scope():
+        metrics, val_metrics = epoch_metrics(), epoch_metrics("val_")
+    train_step = make_train_step(model, metrics, strategy)
+    eval_step = make_eval_step(model, val_metrics, strategy)
+    callback_list = keras.callbacks.CallbackList(
+        callbacks, add_progbar=verbose > 0, verbose={1: 2}.get(verbose, 1), epochs=epochs,
+        steps=steps, model=model)
+    batches = iter(where.experimental_distribute_dataset(train_ds))
+    model.stop_training = False
+    logs: dict = {}
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        for metric in metrics + val_metrics:
+            metric.reset_state()
+        callback_list.on_epoch_begin(epoch)
+        for step in range(steps):
+            callback_list.on_train_batch_begin(step)
+            train_step(next(batches))
+            callback_list.on_train_batch_end(step)
+        logs = {m.name: float(m.result()) for m in metrics}
+        if val_ds is not None:
+            for batch in where.experimental_distribute_dataset(val_ds):
+                eval_step(batch)
+            logs.update({m.name: float(m.result()) for m in val_metrics})
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _load(model: keras.Model, path: Path) -> None:
+    """Load an epoch's weights and optimizer state into ``model``, keeping its learning rate."""
+    # The weights file holds the optimizer's state, learning rate included; keep
+    # the learning rate the caller compiled with (e.g. a smaller one to go on).
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    lr = None
+    if isinstance(optimizer.learning_rate, keras.Variable):
+        lr = keras.ops.convert_to_numpy(optimizer.learning_rate)
+    model.load_weights(path)
+    if lr is not None:
+        optimizer.learning_rate.assign(lr)
+
+
+def _resume(model: keras.Model, checkpoint: Checkpoint | None, fingerprint: dict, strategy, *,
+            resume: bool, verbose: int) -> History:
+    """Load the newest readable epoch of the same run into ``model``; return its history."""
+    state = None
     if checkpoint is not None and resume:
         source = checkpoint.source()
-        try:
+        if is_multi_worker(strategy):  # the workers must all resume, or all start afresh
             state = source.read_run(fingerprint)
-        except CheckpointError as err:
-            raise TrainingError(str(err)) from None
-    if is_multi_worker(strategy):  # before restoring, which the workers must all do or skip
-        problem = workers_disagreement(strategy, state["epochs_done"] if state else 0)
-        if problem:
-            raise TrainingError(problem)
+            problem = workers_disagreement(strategy, state["epochs_done"] if state else 0)
+            if problem:
+                raise TrainingError(problem)
+        with strategy.scope():  # builds the optimizer's variables
+            state = source.load_newest(fingerprint, lambda path: _load(model, path),
+                                       say=print if verbose else lambda _: None)
     if state is None:
+        if checkpoint is not None and checkpoint.epoch_files() and verbose:
+            print(f"Starting afresh: the next checkpoint replaces the files in {checkpoint.folder}")
         return History()
-    with strategy.scope():  # builds the optimizer's variables
-        _restore(source, model, state)
     history = History.from_dict(state["history"])
     if verbose:
-        print(f"Resuming after epoch {len(history)} from {source.folder.name}/")
+        print(f"Resuming after epoch {len(history)} from {checkpoint.source().folder.name}/")
     return history
 
 
-class _Epochs:
-    """Train and validate one epoch at a time, as :func:`train` was asked to."""
-
-    def __init__(
-        self, model: keras.Model, data: CifarData, *, loop: str, batch_size: int,
-        label_mode: str, seed: int, augment: Callable | None, strategy, max_steps: int | None,
-        verbose: int,
-    ) -> None:
-        self.model, self.data, self.loop = model, data, loop
-        self.batch_size, self.label_mode, self.seed, self.augment = batch_size, label_mode, seed, augment
-        self.strategy = strategy  # as given: None means one device, no sharding
-        self.where = strategy or tf.distribute.get_strategy()
-        self.max_steps, self.verbose = max_steps, verbose
-        self.step = make_train_step(model, strategy) if loop == "custom" else None
-        self.eval_step = make_eval_step(model, self.where) if is_multi_worker(self.where) else None
-        self.val_ds = None
-        if len(data.y_val) > 0:
-            self.val_ds = self._shard(data.dataset("val", batch_size, label_mode=label_mode))
-
-    def _shard(self, dataset):
-        return dataset if self.strategy is None else shard_by_data(dataset)
-
-    def run(self, epoch: int, history: History, checkpoint: Checkpoint | None) -> dict:
-        """Train epoch ``epoch`` (0-based); return its record without ``epoch``.
-
-        Raises :class:`TrainingInterrupted` on Ctrl-C and :class:`TrainingDiverged`
-        (after putting the last good weights back) when the loss blows up.
-        """
-        train_ds = self._shard(self.data.dataset(
-            "train", self.batch_size, label_mode=self.label_mode, seed=self.seed + epoch,
-            augment=self.augment,
-        ))
-        guard = _NaNGuard()
-        start = time.perf_counter()
-        try:
-            record = self._fit(train_ds, guard) if self.loop == "fit" else _custom_epoch(
-                self.step, train_ds, self.where, self.max_steps, guard, self._progress_bar())
-            if guard.bad_batch is None and not _diverged(record["loss"]) and self.val_ds is not None:
-                record.update(self._validate())
-        except KeyboardInterrupt:
-            raise TrainingInterrupted.during(epoch, len(history), checkpoint) from None
-        if guard.bad_batch is not None or _diverged(record["loss"]):
-            _restore_last_good(self.model, checkpoint, history)
-            raise _diverged_error(self.model, epoch, guard.bad_batch, checkpoint, len(history))
-        record.setdefault("val_loss", float("nan"))
-        record.setdefault("val_accuracy", float("nan"))
-        record["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        record["seconds"] = time.perf_counter() - start
-        return record
-
-    def _steps(self) -> int:
-        steps = math.ceil(len(self.data.y_train) / self.batch_size)
-        return min(steps, self.max_steps or steps)
-
-    def _progress_bar(self) -> keras.utils.Progbar | None:
-        """A progress bar for one epoch of the custom loop (verbose 2, terminals)."""
-        if self.verbose < 2:
-            return None
-        return keras.utils.Progbar(self._steps(), stateful_metrics=["loss", "accuracy"])
-
-    def _fit(self, train_ds, guard: _NaNGuard) -> dict:
-        callbacks: list[keras.callbacks.Callback] = [guard]
-        if self.verbose >= 2:
-            callbacks.append(_BatchProgress(self._steps()))
-        if self.max_steps is not None:
-            train_ds = train_ds.take(self.max_steps)
-        logs = self.model.fit(
-            train_ds, epochs=1, verbose=0, shuffle=False, callbacks=callbacks
-        ).history
-        return {k: float(v[-1]) for k, v in logs.items() if k in ("loss", "accuracy")}
-
-    def _validate(self) -> dict:
-        if self.eval_step is not None:
-            return _custom_evaluate(self.eval_step, self.val_ds, self.where)
-        scores = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
-        return {"val_loss": float(scores["loss"]), "val_accuracy": float(scores["accuracy"])}
-
-
-def _diverged_error(
-    model: keras.Model, epoch: int, bad_batch: int | None, checkpoint: Checkpoint | None, done: int
-) -> TrainingDiverged:
-    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-    kept = (
-        f"The last good weights (epoch {done}) are kept in {checkpoint.folder}."
-        if checkpoint and done
-        else "No epoch had finished, so no weights were kept."
-    )
-    return TrainingDiverged(
-        f"the loss diverged (NaN, infinite or above {DIVERGED_LOSS:g}) in epoch {epoch + 1}"
-        f"{'' if bad_batch is None else f' (batch {bad_batch + 1})'}. "
-        f"The learning rate ({lr:g}) is probably too high: try one 10x smaller. {kept}",
-        epoch + 1,
-    )
-
-
-class _EarlyStopping:
-    """Track the best validation loss; say when ``patience`` epochs brought nothing better.
-
-    A resumed run starts from the best epoch of the history it resumes (whose
-    weights it no longer has).
-    """
-
-    def __init__(self, patience: int | None, history: History) -> None:
-        self.patience = patience
-        self.best_loss, self.best_weights, self.best_epoch = math.inf, None, 0
-        if patience and history.records:
-            i = int(np.nanargmin(history["val_loss"]))
-            self.best_loss, self.best_epoch = history.records[i]["val_loss"], i + 1
-
-    def update(self, model: keras.Model, val_loss: float, epoch: int) -> bool:
-        """Record epoch ``epoch`` (1-based); return whether to stop now."""
-        if not self.patience:
-            return False
-        if val_loss < self.best_loss:
-            self.best_loss, self.best_weights, self.best_epoch = val_loss, model.get_weights(), epoch
-            return False
-        return epoch - self.best_epoch >= self.patience
-
-    def restore_best(self, model: keras.Model) -> None:
-        """Put the best epoch's weights back, if this run has them."""
-        if self.best_weights is not None:
-            model.set_weights(self.best_weights)
-
-
-def _restore_last_good(model: keras.Model, checkpoint: Checkpoint | None, history: History) -> None:
-    if checkpoint is None or not history.records:
-        return
+def _restore_last_good(model: keras.Model, checkpoint: Checkpoint) -> None:
+    """Put the checkpoint's last epoch back into ``model`` after a diverged epoch."""
     for where in (checkpoint, checkpoint.source()):
         state = where.read()
         if state is not None:
-            _restore(where, model, state)
+            _load(model, where.file(state))
             return

@@ -35,6 +35,7 @@ API_MODULES = [
     "cifar_tutorial.convolution",
     "cifar_tutorial.train",
     "cifar_tutorial.records",
+    "cifar_tutorial.checkpoints",
     "cifar_tutorial.evaluate",
     "cifar_tutorial.predict",
     "cifar_tutorial.steps",

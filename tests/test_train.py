@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_tutorial import data, models, runtime, train
+from cifar_tutorial import data, errors, models, runtime, train
 
 
 def _model(head: str = "softmax", lr: float = 3e-3, label_mode: str = "sparse") -> keras.Model:
@@ -90,7 +90,7 @@ def test_checkpoint_and_resume(tiny_data, tmp_path) -> None:
 
 def test_checkpoint_of_another_run_is_refused(tiny_data, tmp_path) -> None:
     train.train(_model(), tiny_data, epochs=1, batch_size=16, out_dir=tmp_path, verbose=0)
-    with pytest.raises(train.TrainingError, match="different run"):
+    with pytest.raises(errors.CheckpointError, match="different run"):
         train.train(_model(), tiny_data, epochs=1, batch_size=8, out_dir=tmp_path, verbose=0)
 
 
@@ -129,7 +129,7 @@ def test_train_refuses_bad_arguments_before_training(
     runtime.set_seed(0)
     model = _model()
     before = [w.copy() for w in model.get_weights()]
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(errors.UsageError) as info:
         train.train(model, small_data, out_dir=tmp_path / "out", verbose=0, **kwargs)
     assert fragment in str(info.value)
     assert not (tmp_path / "out" / train.CHECKPOINT_DIR).exists()
@@ -138,7 +138,7 @@ def test_train_refuses_bad_arguments_before_training(
 
 
 def test_train_needs_a_compiled_model(small_data) -> None:
-    with pytest.raises(ValueError, match="not compiled: call compile_model first"):
+    with pytest.raises(errors.UsageError, match="not compiled: call compile_model first"):
         train.train(models.seed_cnn(), small_data, epochs=1)
 
 
@@ -152,7 +152,7 @@ def test_train_needs_a_compiled_model(small_data) -> None:
     ],
 )
 def test_bad_compile_settings_are_refused(build, fragment: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(errors.UsageError) as info:
         build()
     assert fragment in str(info.value)
 
@@ -163,7 +163,7 @@ def test_train_refuses_an_unwritable_output_folder_before_training(small_data, t
     model = _model()
     before = [w.copy() for w in model.get_weights()]
     start = time.perf_counter()
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(errors.OutputError) as info:
         train.train(model, small_data, epochs=50, batch_size=8, out_dir=tmp_path / "file" / "out", verbose=0)
     assert "cannot write to output folder" in str(info.value) and "file" in str(info.value)
     assert time.perf_counter() - start < 5  # nothing trained
@@ -224,7 +224,7 @@ def test_plain_keras_and_package_train_alike(tiny_data) -> None:
     ])
     plain.compile(optimizer=keras.optimizers.Adam(1e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    logs = plain.fit(tiny_data.dataset("train", 16, seed=3),
+    logs = plain.fit(tiny_data.dataset("train", 16, seed=3, epoch=0),
                      validation_data=tiny_data.dataset("val", 16),
                      epochs=1, shuffle=False, verbose=0).history
     runtime.set_seed(3)
@@ -243,3 +243,72 @@ def test_plain_keras_and_package_train_alike(tiny_data) -> None:
         assert logs[key] == [history.records[0][key]], key
     for a, b in zip(plain.get_weights(), package.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_a_model_compiled_with_a_string_loss_trains_in_both_loops(tiny_data, loop: str) -> None:
+    runtime.set_seed(0)
+    named = models.seed_cnn()
+    named.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=False)
+    by_name = train.train(named, tiny_data, epochs=2, batch_size=16, loop=loop, verbose=0)
+    runtime.set_seed(0)
+    by_object = train.train(_model(), tiny_data, epochs=2, batch_size=16, loop=loop, verbose=0)
+    assert by_name["loss"][1] < by_name["loss"][0]
+    for key in train.METRICS:
+        np.testing.assert_allclose(by_name[key], by_object[key], rtol=1e-6)
+
+
+def test_every_epoch_draws_a_new_order_and_new_augmentation(tiny_data) -> None:
+    aug = data.flip_and_translate()
+
+    def first_batch(ds) -> np.ndarray:
+        return next(iter(ds.as_numpy_iterator()))[0]
+
+    plain = tiny_data.dataset("train", 8, seed=4, augment=aug)
+    passes = [np.concatenate([x for x, _ in plain.as_numpy_iterator()]) for _ in range(2)]
+    assert passes[0].shape == passes[1].shape and not np.array_equal(passes[0], passes[1])
+    again = tiny_data.dataset("train", 8, seed=4, augment=aug)  # the same seed, the same passes
+    np.testing.assert_array_equal(first_batch(again), passes[0][:8])
+    # What train.train feeds fit: epoch e's batches depend on the seed and e alone.
+    chained = list(tiny_data.dataset("train", 8, seed=4, augment=aug, epoch=range(1, 3)))
+    steps = len(tiny_data.dataset("train", 8, seed=4, epoch=1))
+    assert len(chained) == 2 * steps and steps == len(tiny_data.y_train) // 8 + 1
+    np.testing.assert_array_equal(
+        chained[steps][0], first_batch(tiny_data.dataset("train", 8, seed=4, augment=aug, epoch=2)))
+    assert not np.array_equal(chained[0][0], chained[steps][0])
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
+    tiny_data, tmp_path: Path, loop: str
+) -> None:
+    kwargs = dict(batch_size=16, loop=loop, seed=5, augment=data.flip_and_translate(), verbose=0)
+    runtime.set_seed(5)
+    straight = _model()
+    whole = train.train(straight, tiny_data, epochs=3, **kwargs)
+    runtime.set_seed(5)
+    train.train(_model(), tiny_data, epochs=1, out_dir=tmp_path, **kwargs)
+    runtime.set_seed(5)
+    resumed = _model()
+    parts = train.train(resumed, tiny_data, epochs=3, out_dir=tmp_path, **kwargs)
+    timeless = [{k: v for k, v in r.items() if k != "seconds"} for r in parts.records]
+    assert timeless == [{k: v for k, v in r.items() if k != "seconds"} for r in whole.records]
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    csv = (tmp_path / "history.csv").read_text().splitlines()  # Keras' CSVLogger, appended to
+    assert len(csv) == 4 and csv[0].startswith("epoch") and csv[-1].startswith("2,")
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_the_callers_callbacks_are_called_in_both_loops(tiny_data, loop: str) -> None:
+    seen: list[tuple[int, list[str]]] = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append((epoch, sorted(logs))))
+    halve = keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2 if epoch else lr)
+    runtime.set_seed(0)
+    h = train.train(_model(lr=1e-3), tiny_data, epochs=2, batch_size=16, loop=loop,
+                    callbacks=[record, halve], verbose=0)
+    assert [epoch for epoch, _ in seen] == [0, 1]
+    assert set(train.METRICS) <= set(seen[0][1])
+    assert h["lr"] == pytest.approx([1e-3, 5e-4])
