@@ -429,7 +429,7 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, tta: str) -> flo
 
 
 HELD_OUT: tuple[str, ...] = ("val", "test")
-"""What :func:`train_fast`'s held-out images can be: the validation split or the test set."""
+"""The names of :func:`train_fast`'s held-out images, the validation split or the test set."""
 
 
 def train_fast(
