@@ -47,7 +47,9 @@ import os
 
 # TensorFlow's C++ start-up notices (oneDNN, CUDA probing) go straight to the
 # process's stderr; keep them out of notebooks unless the user asked for them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Level 2 hides INFO and WARNING lines; ERROR lines (a CUDA or cuDNN library that
+# fails to load) still show, as 3 would not.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "1.0.0"
 

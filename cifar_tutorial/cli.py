@@ -18,26 +18,33 @@ a saved model and writes ``evaluation.json`` (never a training run's
 
 TensorFlow is imported only once a command runs, so that ``--help`` answers at
 once; its C++ start-up notices (oneDNN, CUDA probing) are filtered out as
-``TF_CPP_MIN_LOG_LEVEL`` says (the package sets 3 unless the user set it) or shown
-with ``--verbose-tf``.
+``TF_CPP_MIN_LOG_LEVEL`` says (the package sets 2 unless the user set it: notices
+and warnings hidden, errors shown) or shown with ``--verbose-tf``.
+
+Exit codes: 0 done; 1 a bug (its traceback is shown: please report it); 2 an error
+the user can fix (:class:`~cifar_tutorial.errors.CifarTutorialError`: bad input, a
+damaged checkpoint, a full or read-only disk, a folder another run holds), in one
+``error:`` line; 3 training diverged; 130 interrupted (Ctrl-C), resumable.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from cifar_tutorial import errors, records
 from cifar_tutorial.checkpoints import CHECKPOINT_DIR, Checkpoint
+from cifar_tutorial.errors import UsageError
 
+EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -65,10 +72,6 @@ FAST_REFUSES: dict[str, tuple[str, str]] = {
 }
 """The ``train`` options that ``--model fast`` refuses, argument name -> (option, why).
 It uses the others, ``--no-resume`` included."""
-
-
-class UsageError(ValueError):
-    """A command-line argument was refused."""
 
 
 def _plural(n: int, word: str) -> str:
@@ -243,17 +246,25 @@ _LOG_LINE = re.compile(
 )
 
 
+_NO_DRIVER = "Could not find cuda drivers on your machine"
+_CUINIT_FAILED = "failed call to cuInit"
+
+
 def without_tf_notices(text: str, level: int) -> str:
     """Drop TensorFlow's C++ log lines below ``level`` (``TF_CPP_MIN_LOG_LEVEL``'s meaning).
 
     Level 1 drops INFO lines (and absl's banner), 2 also WARNING, 3 also ERROR; fatal
-    lines and everything else (Python warnings, tracebacks) are kept.
+    lines and everything else (Python warnings, tracebacks) are kept. From level 1,
+    the ERROR line of a failed ``cuInit`` is dropped too where ``text`` says that the
+    machine has no CUDA driver: on a machine without a GPU that failure is expected.
     """
     kept = []
+    no_driver = _NO_DRIVER in text
     for line in text.splitlines(keepends=True):
         match = _LOG_LINE.match(line)
         if match is not None:
-            if "IWEF".index(match.group(1) or match.group(2)) >= min(level, 3):
+            expected = level >= 1 and no_driver and _CUINIT_FAILED in line
+            if "IWEF".index(match.group(1) or match.group(2)) >= min(level, 3) and not expected:
                 kept.append(line)
         elif not (level >= 1 and (line.startswith(_ABSL_BANNER)
                                   or line.startswith("To enable the following instructions:"))):
@@ -266,7 +277,8 @@ def import_tensorflow(verbose: bool = False) -> None:
 
     In TensorFlow 2.21 those lines (oneDNN, CUDA probing) come before its logging
     reads ``TF_CPP_MIN_LOG_LEVEL``; they are written to file descriptor 2, which is
-    caught during the import and passed on through :func:`without_tf_notices`.
+    caught during the import and the listing of the GPUs (where CUDA starts, or
+    says it cannot) and passed on through :func:`without_tf_notices`.
     ``verbose`` shows everything (``TF_CPP_MIN_LOG_LEVEL=0``).
     """
     if verbose:
@@ -286,7 +298,9 @@ def import_tensorflow(verbose: bool = False) -> None:
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            tensorflow.config.list_physical_devices("GPU")
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -304,13 +318,13 @@ def check_output_folder(out: str | os.PathLike) -> Path:
 
     Raises
     ------
-    UsageError
+    OutputError
         If the folder cannot be created or written.
     """
     try:
         return records.check_output_folder(out)
-    except ValueError as err:
-        raise UsageError(f"{err} with --out") from None
+    except errors.OutputError as err:
+        raise errors.OutputError(f"{err} with --out") from None
 
 
 def _load_data(args: argparse.Namespace, seed: int):
@@ -399,21 +413,38 @@ def _epochs_saved(out: Path) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Run ``train``: data, model, training, evaluation, files."""
-    from cifar_tutorial import distribute, evaluate, recipes, runtime, train
+    """Run ``train``: data, model, training, evaluation, files.
+
+    The output folder is held by a :class:`~cifar_tutorial.records.RunLock` from
+    before the data is read until the last file is written (by the chief only,
+    when several workers train together).
+    """
+    from cifar_tutorial import distribute, runtime
 
     if args.model == "fast":
         _check_fast_options(args)
     out = check_output_folder(args.out)
+    runtime.set_seed(args.seed, deterministic=not args.no_determinism)
+    # Before any other TensorFlow work: MultiWorkerMirroredStrategy configures the
+    # runtime's collective ops, which is refused once tensors exist.
+    try:
+        strategy = distribute.make_strategy(args.strategy)
+    except ValueError as err:  # TF_CONFIG missing or not JSON
+        raise UsageError(f"--strategy {args.strategy}: {err}") from None
+    if not distribute.is_chief(strategy):
+        return _train_and_write(args, out, strategy)
+    with records.RunLock(out):
+        return _train_and_write(args, out, strategy)
+
+
+def _train_and_write(args: argparse.Namespace, out: Path, strategy) -> int:
+    """Train, then (on the chief) evaluate and write every file of the run."""
+    from cifar_tutorial import distribute, evaluate, recipes, runtime, train
+
     recipe = recipes.FastHyperparameters()  # --model fast's defaults
     batch_size = args.batch_size or (recipe.batch_size if args.model == "fast" else 32)
     epochs = args.epochs or (math.ceil(recipe.epochs) if args.model == "fast" else 20)
     verbose = 1 if args.quiet or not sys.stdout.isatty() else 2
-
-    runtime.set_seed(args.seed, deterministic=not args.no_determinism)
-    # Before any other TensorFlow work: MultiWorkerMirroredStrategy configures the
-    # runtime's collective ops, which is refused once tensors exist.
-    strategy = distribute.make_strategy(args.strategy)
     data = _load_data(args, args.seed)
     print(data.summary(), flush=True)
     train.check_training_args(epochs, batch_size, len(data.y_train))
@@ -445,7 +476,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "sizes": data.sizes(), "device": runtime.describe_device(),
         "replicas": strategy.num_replicas_in_sync,
     })
-    files.append(records.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2)))
+    files.append(records.atomic_write_json(out / "metrics.json", metrics))
     files += _write_plots(out, evaluation, data, history)
     print(f"\nTest accuracy {evaluation.accuracy:.4f} (loss {evaluation.loss:.4f}) on "
           f"{_plural(len(evaluation.y_true), 'image')} after {_train_time(history, resumed)}.")
@@ -507,7 +538,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evaluation = evaluate.evaluate(model, data, "test", tta=args.tta)
     metrics = _metrics(evaluation, None, {"model_path": str(path), "source": data.source,
                                           "tta": args.tta})
-    files = [records.atomic_write_text(out / "evaluation.json", json.dumps(metrics, indent=2))]
+    files = [records.atomic_write_json(out / "evaluation.json", metrics)]
     files += _write_plots(out, evaluation, data, prefix="evaluation-")
     print(f"Test accuracy {evaluation.accuracy:.4f} (loss {evaluation.loss:.4f}) on "
           f"{_plural(len(evaluation.y_true), 'image')}, test-time augmentation {args.tta}.")
@@ -533,7 +564,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             for name, probability in top:
                 print(f"  {name:<10} {probability:7.1%}")
     if args.json:
-        print(json.dumps(found, indent=2))
+        print(records.to_json(found))
     return 0 if len(found) == len(args.images) else EXIT_BAD_INPUT
 
 
@@ -543,38 +574,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m cifar_tutorial`` and the ``cifar-tutorial`` script.
 
+    An error the user can fix (:class:`~cifar_tutorial.errors.CifarTutorialError`)
+    is one ``error:`` line on stderr; anything else is a bug, shown with its
+    traceback. Ctrl-C says how to resume. After a failed HDF5 write
+    (:func:`cifar_tutorial.records.hdf5_write_failed`) the program ends at once,
+    skipping h5py's clean-up, which would crash; called with ``argv`` (tests, a
+    notebook), ``main`` returns instead.
+
     Returns
     -------
     int
-        0 on success, 2 for bad input, 3 when training diverged, 130 when interrupted.
+        0 on success, 1 for a bug, 2 for an error the user can fix, 3 when
+        training diverged, 130 when interrupted.
     """
     args = build_parser().parse_args(argv)
     import_tensorflow(verbose=args.verbose_tf)
     import matplotlib
 
     matplotlib.use("Agg")
-    from cifar_tutorial import train
 
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
     try:
         return commands[args.command](args)
-    except ValueError as err:  # UsageError, DataError, ModelError, CheckpointError, ...
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except train.TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except train.TrainingInterrupted as err:
-        print(f"\nstopped: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # errors.TrainingInterrupted included
+        print(f"\nstopped (Ctrl-C): {_resume_hint(args, err)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except train.TrainingError as err:
+    except errors.CifarTutorialError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:  # outside the epochs: loading, evaluating, writing
-        if args.command == "train":
-            where = Path(args.out) / CHECKPOINT_DIR
-            print(f"\nstopped (Ctrl-C); finished epochs, if any, are kept in {where}. "
-                  "Run the same command again to resume.", file=sys.stderr)
-        else:
-            print("\nstopped (Ctrl-C); run the same command again", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if argv is None and records.hdf5_write_failed():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(err.exit_code)
+        return err.exit_code
+    except Exception:
+        traceback.print_exc()
+        print(f"internal error: this is a bug in cifar_tutorial {_version()}; please report it "
+              "with the traceback above and the command you ran", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _resume_hint(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
+    """What Ctrl-C left: training's own account, or where finished epochs are kept."""
+    if isinstance(err, errors.TrainingInterrupted):
+        return str(err)
+    if args.command == "train":
+        where = Path(args.out) / CHECKPOINT_DIR
+        return (f"finished epochs, if any, are kept in {where}. Run the same command again "
+                "to resume.")
+    return "run the same command again"
+
+
+def _version() -> str:
+    from cifar_tutorial import __version__
+
+    return __version__

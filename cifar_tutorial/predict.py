@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cifar_tutorial.data import CLASS_NAMES, IMAGE_SHAPE
+from cifar_tutorial.errors import ImageError, ModelError
 from cifar_tutorial import fastnet  # noqa: F401 - registers the fast net's layers for loading
 from cifar_tutorial.evaluate import predict_probabilities
 
@@ -32,14 +33,6 @@ RESAMPLING = Image.Resampling.LANCZOS
 """Pillow's Lanczos filter, which widens with the reduction factor, so shrinking a
 large photo averages over every source pixel instead of skipping most of them
 (no aliasing), and it keeps edges sharper than a box average."""
-
-
-class ImageError(ValueError):
-    """An image file could not be read; the message names the file and the fix."""
-
-
-class ModelError(ValueError):
-    """A model file could not be loaded; the message names the file and the fix."""
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from cifar_tutorial.errors import DataError
+
 __all__ = [
     "CLASS_NAMES",
     "IMAGE_SHAPE",
@@ -67,10 +69,6 @@ HOW_TO_GET_DATA = (
     "  * put cifar-10-binary.tar.gz in <tfds data dir>/downloads/manual/ and use "
     "source='tfds'."
 )
-
-
-class DataError(ValueError):
-    """The data could not be found or read; the message says what to fix."""
 
 
 def _visible(path: Path) -> bool:

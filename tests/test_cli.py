@@ -331,6 +331,19 @@ def test_tf_notices_are_filtered_as_tf_cpp_min_log_level_says(level: int, kept: 
         assert lines[0].startswith("E0000")
 
 
+CUINIT = ("E0000 00:00:1796592880.3   7497 cuda_platform.cc:52] failed call to cuInit: "
+          "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+NO_DRIVER = ("I0000 00:00:1796592562.2   7497 cudart_stub.cc:31] Could not find cuda drivers "
+             "on your machine, GPU will not be used.\n")
+
+
+def test_a_failed_cuinit_is_an_error_only_where_a_driver_exists() -> None:
+    """Level 2 shows C++ errors, but not cuInit failing on a machine with no CUDA driver."""
+    assert cli.without_tf_notices(NO_DRIVER + CUINIT, 2) == ""
+    assert cli.without_tf_notices(NO_DRIVER + CUINIT, 0) == NO_DRIVER + CUINIT
+    assert cli.without_tf_notices(CUINIT, 2) == CUINIT  # a driver that fails: shown
+
+
 # --------------------------------------------------------------------------- interruption
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_tutorial import models, predict
+from cifar_tutorial import errors, models, predict
 
 
 def _photo(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -192,8 +192,10 @@ def test_truncated_image_fails_at_load(tmp_path: Path, fmt: str) -> None:
     assert "corrupt or truncated" in _message(cut)
 
 
-def test_image_error_is_a_value_error() -> None:
-    assert issubclass(predict.ImageError, ValueError)
+def test_image_error_is_the_packages_user_error() -> None:
+    assert predict.ImageError is errors.ImageError
+    assert issubclass(predict.ImageError, errors.CifarTutorialError)
+    assert not issubclass(predict.ImageError, ValueError)  # a bug's ValueError is not one
 
 
 # --- probabilities for every head ------------------------------------------------
@@ -303,4 +305,5 @@ def test_model_that_is_not_for_cifar10_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "five.keras"
     small.save(path)
     assert "10 classes" in _model_error(path)
-    assert issubclass(predict.ModelError, ValueError)
+    assert predict.ModelError is errors.ModelError
+    assert errors.ModelError("x").exit_code == 2

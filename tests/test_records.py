@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
-from cifar_tutorial import models
+from cifar_tutorial import models, records
+from cifar_tutorial.errors import OutputError
 from cifar_tutorial.records import History, atomic_save, atomic_write_text, check_output_folder
 from tests.fixtures import history_records
 
@@ -49,16 +53,23 @@ def _leftovers(folder: Path, keep: set[str]) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name not in keep)
 
 
-@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
-def test_atomic_write_text_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch, failure) -> None:
+@pytest.mark.parametrize(("failure", "raised"), [
+    (OSError(errno.ENOSPC, "No space left on device"), OutputError),
+    (KeyboardInterrupt(), KeyboardInterrupt),
+])
+def test_atomic_write_text_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch, failure,
+                                                                 raised) -> None:
     target = atomic_write_text(tmp_path / "history.json", '{"old": true}')
 
     def fail(fd: int) -> None:  # the text is written but not yet on disk
         raise failure
 
     monkeypatch.setattr(os, "fsync", fail)
-    with pytest.raises(type(failure)):
+    with pytest.raises(raised) as info:
         atomic_write_text(target, '{"new": true, "long": "' + "x" * 100_000 + '"}')
+    if raised is OutputError:  # the path, the cause in words, what to do
+        assert str(info.value).startswith(f"cannot write {target} (No space left on device); "
+                                          "free some space")
     assert target.read_text() == '{"old": true}'
     assert _leftovers(tmp_path, {"history.json"}) == []
 
@@ -67,10 +78,10 @@ def test_atomic_write_text_keeps_the_old_file_when_the_rename_fails(tmp_path: Pa
     target = atomic_write_text(tmp_path / "metrics.json", "old")
 
     def fail(src, dst) -> None:
-        raise PermissionError("no")
+        raise PermissionError(errno.EACCES, "denied")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(PermissionError):
+    with pytest.raises(OutputError, match=r"\(Permission denied\); make the folder writable"):
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert _leftovers(tmp_path, {"metrics.json"}) == []
@@ -85,7 +96,7 @@ def test_atomic_save_keeps_the_old_file_when_the_writer_fails_midway(tmp_path: P
             f.write(b"half a mod")
             raise OSError("writer crashed")
 
-    with pytest.raises(OSError, match="writer crashed"):
+    with pytest.raises(OutputError, match="writer crashed"):
         atomic_save(half_then_fail, target)
     assert target.read_bytes() == b"old model"
     assert _leftovers(tmp_path, {"model.keras"}) == []
@@ -107,9 +118,50 @@ def test_check_output_folder(tmp_path: Path) -> None:
     made = check_output_folder(tmp_path / "a" / "b")
     assert made.is_dir() and list(made.iterdir()) == []  # the probe file is gone
     (tmp_path / "file").write_text("a regular file")
-    with pytest.raises(ValueError, match="cannot write to output folder") as info:
+    with pytest.raises(OutputError, match="cannot write to output folder") as info:
         check_output_folder(tmp_path / "file" / "out")
     assert "choose a folder you can write to" in str(info.value)
+
+
+def test_atomic_save_refuses_a_model_that_cannot_fit_before_writing(tmp_path: Path, monkeypatch) -> None:
+    model = models.seed_cnn()
+    needed = sum(w.nbytes for w in model.get_weights())
+    free = needed // 2
+    monkeypatch.setattr(records.shutil, "disk_usage",
+                        lambda path: SimpleNamespace(total=needed, used=needed - free, free=free))
+    calls = []
+    with pytest.raises(OutputError, match=r"MB needed, .* MB free on its disk") as info:
+        atomic_save(lambda p: calls.append(p), tmp_path / "model.keras", size_hint=needed)
+    assert calls == [] and str(tmp_path / "model.keras") in str(info.value)
+    # A Keras model's own save is sized from its weights without a hint.
+    with pytest.raises(OutputError, match="MB needed"):
+        atomic_save(model.save_weights, tmp_path / "epoch-0001.weights.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_strict_json_writes_null_for_missing_values(tmp_path: Path) -> None:
+    value = {"loss": math.nan, "top": (np.float32(0.5), math.inf), 3: np.arange(2), "ok": True}
+    text = records.to_json(value)
+    assert json.loads(text, parse_constant=_refuse) == {
+        "loss": None, "top": [0.5, None], "3": [0, 1], "ok": True}
+    path = records.atomic_write_json(tmp_path / "x.json", value)
+    assert json.loads(path.read_text(), parse_constant=_refuse)["loss"] is None
+
+
+def test_history_with_missing_values_is_strict_json_and_reads_back_as_nan(tmp_path: Path) -> None:
+    h = History(history_records([0.1, 0.2], [math.nan, math.nan], [2.1, math.nan]),
+                summary={"accuracy": {"none": math.nan}})
+    json_path, _ = h.save(tmp_path)
+    saved = json.loads(json_path.read_text(), parse_constant=_refuse)
+    assert saved["records"][0]["val_accuracy"] is None and saved["records"][0]["val_loss"] == 2.1
+    assert saved["summary"]["accuracy"]["none"] is None
+    again = History.from_dict(saved)
+    assert math.isnan(again.records[1]["val_loss"]) and again.records[0]["val_loss"] == 2.1
+    assert again.records[1]["accuracy"] == 0.2
+
+
+def _refuse(token: str) -> None:
+    raise ValueError(f"non-standard JSON token {token}")
 
 
 def test_portable_paths_hold_no_absolute_path(tmp_path) -> None:

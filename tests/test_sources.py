@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_tutorial import data, sources
+from cifar_tutorial import data, errors, sources
 from tests.fixtures import BAD_FOLDERS, closed_port, fresh_folder, make_image_folder
 
 
@@ -24,8 +24,9 @@ from tests.fixtures import BAD_FOLDERS, closed_port, fresh_folder, make_image_fo
 def test_bad_folder_gives_one_clear_data_error(tmp_path: Path, case: str) -> None:
     breaker, fragments = BAD_FOLDERS[case]
     data_dir = breaker(fresh_folder(tmp_path))
-    with pytest.raises(sources.DataError) as info:
+    with pytest.raises(errors.CifarTutorialError) as info:
         data.load_cifar10(source="folder", data_dir=data_dir)
+    assert type(info.value) is sources.DataError is data.DataError is errors.DataError
     message = str(info.value)
     for fragment in fragments:
         assert fragment in message, f"{case}: {fragment!r} missing from {message!r}"
