@@ -7,7 +7,7 @@ with :func:`atomic_save`, :func:`atomic_write_text` and :func:`atomic_write_json
 so that an interrupted run never leaves half a file and a full or read-only disk
 ends the run with an :class:`~cifar_tutorial.errors.OutputError` naming the file,
 after :func:`check_output_folder` has made sure that the folder can be written and
-a :class:`RunLock` that no other live run uses it. Every JSON file is strict JSON
+:class:`RunLock` that no other live run is using it. Every JSON file is strict JSON
 (:func:`to_json`: ``null`` where a value is missing, never ``NaN``). A run's
 checkpoint, written with the same functions, is in :mod:`cifar_tutorial.checkpoints`.
 
@@ -34,9 +34,8 @@ from typing import Any
 
 from cifar_tutorial.errors import CheckpointError, OutputError, RunLocked
 
-__all__ = ["History", "CheckpointError", "LOCK_FILE", "RunLock",
-           "atomic_save", "atomic_write_json", "atomic_write_text", "check_output_folder",
-           "hdf5_write_failed", "json_ready", "to_json", "portable_path", "portable_argv"]
+__all__ = ["History", "CheckpointError", "LOCK_FILE", "RunLock", "check_output_folder",
+           "json_ready", "to_json", "portable_path", "portable_argv"]
 
 
 LOCK_FILE = ".run.lock"
