@@ -2,8 +2,9 @@
 
 Every number the page shows about the fast recipe and the reference comes from the
 JSON files the benchmarks wrote; this script reads them and prints the page's
-Markdown tables (``tests/test_bench_report.py`` checks that the page holds exactly
-these lines), and draws the figure::
+Markdown tables, each between the markers that surround it on the page, the
+provenance table of the files the page quotes first (``tests/test_bench_report.py``
+checks that the page holds exactly these lines), and draws the figure::
 
     .venv/bin/python bench/report.py                       # the tables
     .venv/bin/python bench/report.py --figure chapters/images/time_to_accuracy.png
@@ -38,6 +39,10 @@ from _common import read_json  # noqa: E402
 RESULTS = BENCH / "results"
 
 
+#: What the tables print where a run did not record a value.
+NOT_RECORDED = "—"
+
+
 @dataclasses.dataclass
 class Run:
     """One recorded training run, in the terms the page compares."""
@@ -54,6 +59,24 @@ class Run:
     curve: list[tuple[float, float]]  # (minutes of training, test accuracy) after each epoch
     cpu: str | None = None
     change: str = ""  # what a one-change run changed, in words ("" for the recipe itself)
+    original: bool | None = None  # the original images (True), the JPEG copy (False)
+    machine: str = NOT_RECORDED  # the CPU in short, as the tables name it beside a time
+
+
+def short_cpu(machine: dict, generation: bool = False) -> str:
+    """The CPU a run was timed on, in short: ``AMD EPYC (family 26)``, ``Intel Xeon
+    (family 6)``, or ``AMD EPYC`` where the run did not record the generation; with
+    ``generation``, the model number too (``Intel Xeon (family 6, model 167)``)."""
+    model = machine.get("cpu_model")
+    if not model:
+        return NOT_RECORDED
+    for word in ("(R)", "(TM)", "Processor", "CPU"):
+        model = model.replace(word, "")
+    model = " ".join(model.split())
+    family = machine.get("cpu_generation") or ""
+    if not generation:
+        family = family.split(",")[0]
+    return f"{model} ({family})" if family else model
 
 
 #: The one-change runs' file codes (``fast_recipe_9.9ep_<code>_seed<S>.json``), in words.
@@ -66,13 +89,15 @@ CHANGES = {"b1024": "batch 1,024", "fused": "fused ops", "bnm0.8": "norm momentu
 def load_ours(path: Path) -> Run:
     """A run of ``bench/fast_recipe.py``, read by chapter 9's own reader of its files."""
     (row,), _ = read_bench_results([path])
-    machine = read_json(path).get("machine") or {}
+    d = read_json(path)
+    machine = d.get("machine") or {}
     accuracy = {"none": row["test_acc"], "flip": row["test_acc_tta"],
                 "flip_shift": row["test_acc_tta2"]}
     return Run("fast recipe (ours)", path.name, int(row["seed"]), float(row["epochs"]),
                int(row["batch_size"]), row["precision"], row["train_min"] * 60,
                row["images_per_s"], accuracy, list(zip(row["curve_min"], row["curve_acc"])),
-               machine.get("matrix_extensions"))
+               machine.get("matrix_extensions"), original=(d.get("data") or {}).get("original"),
+               machine=short_cpu(machine))
 
 
 def load_peer(path: Path) -> Run:
@@ -85,7 +110,8 @@ def load_peer(path: Path) -> Run:
     accuracy = {level: d["test_acc"][str(i)] for i, level in enumerate(LEVELS)}
     return Run("airbench94 (reference)", path.name, int(d["seed"]), float(d["epochs"]),
                int(d["batch_size"]), "float32", float(d["train_time_s"]),
-               float(d["images_per_s"]), accuracy, curve, d["machine"].get("matrix_extensions"))
+               float(d["images_per_s"]), accuracy, curve, d["machine"].get("matrix_extensions"),
+               original=(d.get("data") or {}).get("original"), machine=short_cpu(d["machine"]))
 
 
 def load_runs(results: Path = RESULTS, pattern: str = "*") -> list[Run]:
@@ -115,18 +141,24 @@ FIGURE_RUNS = ("peer_airbench_seed1.json", "fast_recipe_9.9ep_fused_seed0.json",
                "fast_recipe_22ep_seed0.json", "fast_recipe_22ep_seed1.json")
 
 
-def equal_epoch_runs(results: Path = RESULTS) -> tuple[list[Run], list[Run], list[Run]]:
+def equal_epoch_runs(results: Path = RESULTS, original: bool | None = False,
+                     ) -> tuple[list[Run], list[Run], list[Run]]:
     """Our recipe at 9.9 epochs, the reference (9.9 epochs), and our one-change variants.
 
     The files follow ``bench/fast_recipe.py``'s names: ``fast_recipe_9.9ep_seed<S>.json``
     for the recipe as the book gives it, ``fast_recipe_9.9ep_<change>_seed<S>.json`` for
-    a run with one setting changed (an ablation).
+    a run with one setting changed (an ablation). ``original`` keeps the runs on one
+    data: ``False`` the JPEG copy (every run the page shows so far), ``True`` the
+    original images, ``None`` all of them.
     """
-    ours = [load_ours(p) for p in sorted(results.glob("fast_recipe_9.9ep_seed*.json"))]
-    reference = [load_peer(p) for p in sorted(results.glob("peer_airbench_seed*.json"))]
+    def keep(runs: list[Run]) -> list[Run]:
+        return [r for r in runs if original is None or r.original is original]
+
+    ours = keep([load_ours(p) for p in sorted(results.glob("fast_recipe_9.9ep_seed*.json"))])
+    reference = keep([load_peer(p) for p in sorted(results.glob("peer_airbench_seed*.json"))])
     codes = sorted({p.name.removeprefix("fast_recipe_").rsplit("_seed", 1)[0]
                     for p in results.glob("fast_recipe_9.9ep_*_seed*.json")})
-    variants = [run for code in codes for run in load_coded_runs(code, results)]
+    variants = keep([run for code in codes for run in load_coded_runs(code, results)])
     return ours, reference, variants
 
 
@@ -141,10 +173,11 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
     """Markdown lines: one row per run, and the mean of each group of seeds.
 
     The run's name carries its precision and, where it is not 9.9, its epochs, so
-    that the table fits the page.
+    that the table fits the page; the CPU the run was timed on stands beside its time.
     """
-    head = ["run", "seed", "batch", "training", "images/s", "no TTA", "flip", "flip + shift"]
-    lines = [_row(head), _row(["---"] + ["---:"] * (len(head) - 1))]
+    head = ["run", "seed", "batch", "CPU", "training", "images/s", "no TTA", "flip",
+            "flip + shift"]
+    lines = [_row(head), _row(["---", "---:", "---:", "---"] + ["---:"] * (len(head) - 4))]
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         groups.setdefault((run.implementation, run.epochs, run.batch_size, run.precision,
@@ -157,11 +190,11 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
             label += f", {change}"
         for run in sorted(members, key=lambda r: r.seed):
             lines.append(_row([
-                label, str(run.seed), str(batch), f"{run.train_seconds / 60:.1f} min",
+                label, str(run.seed), str(batch), run.machine, f"{run.train_seconds / 60:.1f} min",
                 f"{run.images_per_s:.0f}", *(f"{run.accuracy[level]:.4f}" for level in LEVELS)]))
         if len(members) > 1:
             mean = {level: statistics.mean(r.accuracy[level] for r in members) for level in LEVELS}
-            lines.append(_row([f"**mean of {len(members)}**", "", str(batch), "", "",
+            lines.append(_row([f"**mean of {len(members)}**", "", str(batch), "", "", "",
                                *(f"**{mean[level]:.4f}**" for level in LEVELS)]))
     return lines
 
@@ -196,19 +229,29 @@ def load_profiles(results: Path = RESULTS, names: Sequence[str] = PROFILES) -> l
     return [read_json(p) for p in paths if p.exists()]
 
 
-def profile_table(profiles: Sequence[dict]) -> list[str]:
+#: The groups of ops the profile tables show one by one; the others make one row.
+PROFILE_GROUPS = ("3x3 convolutions", "batch norm", "GELU", "casts")
+
+
+def profile_table(profiles: Sequence[dict], groups: Sequence[str] = PROFILE_GROUPS) -> list[str]:
     """Markdown lines: milliseconds per step of each group of ops, one column per profile.
 
-    The last rows give the step's wall time, its images per second and those of the
-    net's convolutions alone, in the same precision.
+    The groups named in ``groups`` have a row each, in that order, and every other
+    group is summed into "everything else". The last rows give the step's wall time,
+    its images per second and those of the net's convolutions alone, in the same
+    precision.
     """
     if not profiles:
         return []
     batch = profiles[0]["args"]["batch_size"]
     lines = [_row([f"ms per step of {batch} images", *(p["label"] for p in profiles)]),
              _row(["---"] + ["---:"] * len(profiles))]
-    for group in profiles[0]["op_ms_per_step"]:
-        lines.append(_row([group, *(f"{p['op_ms_per_step'][group]:.0f}" for p in profiles)]))
+    for group in groups:
+        lines.append(_row([group, *(f"{p['op_ms_per_step'].get(group, 0):.0f}"
+                                    for p in profiles)]))
+    lines.append(_row(["everything else", *(
+        f"{sum(ms for g, ms in p['op_ms_per_step'].items() if g not in groups):.0f}"
+        for p in profiles)]))
     lines.append(_row(["sum of the ops", *(f"{sum(p['op_ms_per_step'].values()):.0f}"
                                            for p in profiles)]))
     lines.append(_row(["**the step, wall clock**", *(f"**{p['step_ms']:.0f}**"
@@ -236,40 +279,130 @@ def _precision(name: str, d: dict) -> str:
     else:
         precision = ((d.get("history") or {}).get("summary") or {}).get("precision") \
             or d.get("precision") or ""
-    return SHORT_PRECISION.get(precision, precision) or "—"
+    return SHORT_PRECISION.get(precision, precision) or NOT_RECORDED
+
+
+def _data(data: dict) -> str:
+    """The data a result file's run read, as the provenance table names it."""
+    name, fmt, original = data.get("name"), data.get("format"), data.get("original")
+    if not name:
+        return NOT_RECORDED
+    if original is False:
+        return f"{name} (lossy {(fmt or '?').upper()})"
+    if original:
+        return f"{name} (original, {(fmt or '?').upper()})"
+    return f"{name} ({fmt or '?'})"
+
+
+def _cores(d: dict) -> str:
+    """CPU seconds the run used per second of wall clock while it trained (2.00: both
+    of two cores all the time; less: the run waited for them), where it recorded it."""
+    records = (d.get("history") or {}).get("records") or []
+    per_epoch = [r["cpu_per_wall"] for r in records if r.get("cpu_per_wall") is not None]
+    cores = (statistics.mean(per_epoch) if per_epoch
+             else d.get("cpu_per_wall_train94") or d.get("step_cores"))
+    return f"{cores:.2f}" if cores else NOT_RECORDED
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The recorded command line, without ``--out PATH``: the file column names it."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return f"`{' '.join(kept)}`" if kept else NOT_RECORDED
+
+
+def _cell(*values: str) -> str:
+    """Values that share a table cell, those recorded only."""
+    return ", ".join(v for v in values if v != NOT_RECORDED) or NOT_RECORDED
 
 
 def provenance_table(paths: Sequence[Path]) -> list[str]:
     """Markdown lines: where each result file came from, one row a file.
 
-    The machine (CPU model and generation), its bfloat16 matrix extension, the
-    precision, the data (its folder's name and format), the commit (``*`` when the
-    tree had uncommitted changes, ``†`` when it was recovered from the history
-    after the run) and the command line.
+    The machine (CPU model in short, and generation), its bfloat16 matrix extension,
+    the cores the run kept busy (:func:`_cores`), the precision, the data (its
+    folder's name, and whether the pixels are the original ones or the lossy JPEG copy), the commit (``*`` when the tree had
+    uncommitted changes, ``†`` when it was recovered from the history after the
+    run) and the command line.
     """
-    lines = [_row(["file", "CPU", "matrix ext.", "precision", "data", "commit", "command"]),
-             _row(["---"] * 7)]
+    lines = [_row(["file", "CPU, matrix extension", "cores busy", "precision, data", "commit",
+                   "command"]),
+             _row(["---", "---", "---:", "---", "---", "---"])]
     recovered = False
     for path in paths:
         d = read_json(path)
-        machine, data = d.get("machine") or {}, d.get("data") or {}
-        cpu = machine.get("cpu_model") or "unknown"
-        if machine.get("cpu_generation"):
-            cpu += f" ({machine['cpu_generation']})"
-        commit = (d.get("commit") or "unknown")[:10]
+        machine = d.get("machine") or {}
+        cpu = short_cpu(machine, generation=True)
+        commit = (d.get("commit") or NOT_RECORDED)[:10]
         if d.get("dirty"):
             commit += "*"
         if d.get("commit_note"):
             commit, recovered = commit + " †", True
-        argv = d.get("argv") or []
-        lines.append(_row([path.stem, cpu, machine.get("matrix_extensions") or "unknown",
-                           _precision(path.name, d),
-                           f"{data.get('name', 'unknown')} ({data.get('format') or '?'})",
-                           commit, f"`{' '.join(argv)}`" if argv else ""]))
+        # <wbr>: the browser may break a long file name after an underscore
+        lines.append(_row([path.stem.replace("_", "_<wbr>"),
+                           _cell(cpu, machine.get("matrix_extensions") or NOT_RECORDED),
+                           _cores(d), _cell(_precision(path.name, d), _data(d.get("data") or {})),
+                           commit, _command(d.get("argv") or [])]))
+    lines += ["", f"{NOT_RECORDED}: not recorded by the run."]
     if recovered:
-        lines += ["", "† the commit that added the file, recovered from the history: "
-                      "the run did not record its own."]
+        lines[-1] += (" †: the commit that added the file, recovered from the history: "
+                      "the run did not record its own.")
     return lines
+
+
+#: airbench94's test accuracy with flip and shift TTA on the original images, as its
+#: authors report it (the mean of many runs on a GPU; Jordan 2024, airbench).
+AIRBENCH94_REPORTED = 0.940
+
+
+def lossy_copy_table(reference: Sequence[Run]) -> list[str]:
+    """Markdown lines: airbench94 on the original images (reported) and on the JPEG copy
+    (the recorded runs of ``bench/peer_airbench.py`` in ``reference``): what the copy costs."""
+    jpeg = [r for r in reference if r.original is False]
+    if not jpeg:
+        return []
+    measured = round(statistics.mean(r.accuracy["flip_shift"] for r in jpeg), 3)
+    return [_row(["airbench94, 9.9 epochs", "data", "flip + shift TTA"]),
+            _row(["---", "---", "---:"]),
+            _row(["reported by its authors", "original CIFAR-10", f"{AIRBENCH94_REPORTED:.1%}"]),
+            _row([f"measured here, mean of {len(jpeg)} seeds", "lossy JPEG copy",
+                  f"{measured:.1%}"]),
+            _row(["**what the copy costs**", "",
+                  f"**{100 * (measured - AIRBENCH94_REPORTED):+.1f} points**"])]
+
+
+def page_files(results: Path = RESULTS) -> list[Path]:
+    """The result files the benchmarks page quotes, in the page's order: the rows of
+    its provenance table."""
+    ours, reference, variants = equal_epoch_runs(results)
+    names = ["data_pipeline.json", "seed_cnn.json"]
+    names += [run.file for run in ours + reference + variants]
+    names += [run.file for run in load_runs(results, f"{LONG_RUNS}_seed*")]
+    names += [f"profile_step_{name}.json" for name in PROFILES + AMX_PROFILES]
+    names += [run.file for code in AMX_LONG_RUNS for run in load_coded_runs(code, results)]
+    names += ["vgg_bn.json"]
+    return [results / name for name in dict.fromkeys(names) if (results / name).exists()]
+
+
+def page_tables(results: Path = RESULTS) -> list[tuple[str, list[str]]]:
+    """Every table of the benchmarks page, named as its markers there name it, in order."""
+    ours, reference, variants = equal_epoch_runs(results)
+    amx_runs = [run for code in AMX_LONG_RUNS for run in load_coded_runs(code, results)]
+    tables = [("provenance", provenance_table(page_files(results))),
+              ("runs", runs_table(ours + reference + variants)),
+              ("gap", gap_table(ours, reference)),
+              ("lossy copy", lossy_copy_table(reference)),
+              ("profile", profile_table(load_profiles(results))),
+              ("thirty", runs_table(load_runs(results, f"{LONG_RUNS}_seed*"))),
+              ("amx profile", profile_table(load_profiles(results, AMX_PROFILES))),
+              ("amx runs", runs_table(amx_runs))]
+    return [(name, lines) for name, lines in tables if len(lines) > 2]
 
 
 def _draw_runs(ax, runs: Sequence[Run], ends: Sequence[tuple[str, Sequence[tuple[float, float]]]],
@@ -315,48 +448,34 @@ def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]
     colours: dict[tuple[str, float, str], str] = {}  # one colour per recipe in both panels
     _draw_runs(axes[0], runs, [("seed CNN, 20 epochs (end)", seed_cnn)], titles[0], colours)
     if amx_runs:
-        _draw_runs(axes[1], amx_runs, [("", ()), ("VGG net, 20 epochs (end)", amx_vgg)],
+        vgg = ("VGG net, widths 32/64/128, 20 epochs (end)", amx_vgg)
+        _draw_runs(axes[1], amx_runs, [("", ()), vgg],
                    titles[1], colours)
     axes[0].set_ylabel("test accuracy (no TTA)")
     return fig
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the page's tables; with ``--figure``, also draw the figure there."""
+    """Print the page's tables between the markers the page has around them; with
+    ``--figure``, also draw the figure there."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--figure", type=Path, help="write the time-to-accuracy PNG here")
     args = parser.parse_args(argv)
-    ours, reference, variants = equal_epoch_runs()
-    print("\n".join(runs_table(ours + reference + variants)))
-    print()
-    print("\n".join(gap_table(ours, reference)))
-    long_runs = load_runs(pattern=f"{LONG_RUNS}_seed*")
-    if long_runs:
-        print()
-        print("\n".join(runs_table(long_runs)))
-    profiles = load_profiles()
-    if profiles:
-        print()
-        print("\n".join(profile_table(profiles)))
-    amx_profiles = load_profiles(names=AMX_PROFILES)
-    if amx_profiles:
-        print()
-        print("\n".join(profile_table(amx_profiles)))
-    amx_runs = [run for code in AMX_LONG_RUNS for run in load_coded_runs(code)]
-    if amx_runs:
-        print()
-        print("\n".join(runs_table(amx_runs)))
-    print()
-    print("\n".join(provenance_table(sorted(RESULTS.glob("*.json")))))
+    for name, lines in page_tables():
+        print(f"<!-- bench/report.py: {name} -->\n")
+        print("\n".join(lines))
+        print(f"\n<!-- end of {name} -->\n")
     if args.figure:
         runs = [load_peer(RESULTS / name) if name.startswith("peer") else load_ours(RESULTS / name)
                 for name in FIGURE_RUNS]
-        fig = time_to_accuracy(runs, seed_cnn_points(), amx_runs,
-                               ("Zen 5 EPYC (AVX512-BF16)", "Xeon (AMX-BF16)"),
+        amx_runs = [run for code in AMX_LONG_RUNS for run in load_coded_runs(code)]
+        fig = time_to_accuracy(runs, [], amx_runs,
+                               ("AMD EPYC, family 26 (AVX512-BF16)",
+                                "Intel Xeon, family 6 (AMX-BF16)"),
                                seed_cnn_points(name="vgg_bn.json"))
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.figure, dpi=150, bbox_inches="tight")
-        print(f"\nwrote {args.figure}")
+        print(f"wrote {args.figure}")
     return 0
 
 

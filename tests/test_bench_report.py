@@ -24,23 +24,28 @@ def report():
     del sys.modules["report"]
 
 
-def _ours(path: Path, seed: int, accuracy: dict[str, float]) -> Path:
+JPEG_COPY = {"name": "cifar10-jpeg", "format": "jpeg", "original": False}
+ORIGINAL = {"name": "cifar10", "format": "png", "original": True}
+
+
+def _ours(path: Path, seed: int, accuracy: dict[str, float], data: dict = JPEG_COPY) -> Path:
     records = [{"epoch": e, "test_accuracy": 0.5 + e / 10, "elapsed_seconds": 60.0 * e,
                 "cpu_per_wall": 1.9} for e in (1, 2)]
     summary = {"epochs": 9.9, "batch_size": 512, "precision": "float32", "steps": 10,
                "train_seconds": 120.0, "images_per_s": 10 * 512 / 120, "test_accuracy": accuracy}
-    path.write_text(json.dumps({"args": {"seed": seed},
+    path.write_text(json.dumps({"args": {"seed": seed}, "data": data,
                                 "machine": {"matrix_extensions": "neither"},
                                 "history": {"records": records, "summary": summary}}))
     return path
 
 
-def _peer(path: Path, seed: int, accuracy: Sequence[float]) -> Path:
+def _peer(path: Path, seed: int, accuracy: Sequence[float], data: dict = JPEG_COPY) -> Path:
     per_epoch = [{"test_acc": 0.6, "train_time_s": 30.0}, {"test_acc": 0.7, "train_time_s": 30.0}]
     path.write_text(json.dumps({
         "seed": seed, "epochs": 9.9, "batch_size": 1024, "train_steps": 5, "train_time_s": 60.0,
         "images_per_s": 5 * 1024 / 60.0,
         "per_epoch": per_epoch, "test_acc": {str(i): a for i, a in enumerate(accuracy)},
+        "data": data,
         "machine": {"matrix_extensions": "neither"}}))
     return path
 
@@ -62,12 +67,31 @@ def test_tables_and_gap_of_both_implementations(report, tmp_path: Path) -> None:
     table = report.runs_table(runs)
     assert len(table) == 2 + 2 + 1 + 1  # header, rule, two seeds, their mean, the reference
     assert "**0.9100**" in table[4] and "**mean of 2**" in table[4]
-    assert table[2].startswith("| fast recipe (ours), float32 | 0 | 512 | 2.0 min | 43 |")
+    assert table[2].startswith("| fast recipe (ours), float32 | 0 | 512 | — | 2.0 min | 43 |")
     gap = report.gap_table(ours, peer)
     assert gap[2].startswith("| none | 0.9100 | 0.9100 | +0.00 points")
     assert gap[4].endswith("| 0.9300 | 0.9350 | -0.50 points |")
     fig = report.time_to_accuracy(runs, [(6.0, 0.61)])
     assert len(fig.axes[0].get_legend().get_texts()) == 3  # seeds share their line's entry
+
+
+def test_the_tables_keep_the_jpeg_copy_and_the_original_images_apart(report,
+                                                                    tmp_path: Path) -> None:
+    acc = {"none": 0.93, "flip": 0.94, "flip_shift": 0.945}
+    _ours(tmp_path / "fast_recipe_9.9ep_seed0.json", 0, acc)
+    _ours(tmp_path / "fast_recipe_9.9ep_png_seed0.json", 0, acc, data=ORIGINAL)
+    _peer(tmp_path / "peer_airbench_seed0.json", 0, [0.90, 0.904, 0.905])
+    ours, reference, variants = report.equal_epoch_runs(tmp_path)
+    assert [r.file for r in ours + reference] == ["fast_recipe_9.9ep_seed0.json",
+                                                   "peer_airbench_seed0.json"]
+    assert variants == []  # the run on the original images is not an ablation of the copy's
+    assert [r.file for r in report.equal_epoch_runs(tmp_path, original=True)[2]] == [
+        "fast_recipe_9.9ep_png_seed0.json"]
+    assert len(report.equal_epoch_runs(tmp_path, original=None)[2]) == 1
+    lossy = report.lossy_copy_table(reference)
+    assert lossy[3] == "| measured here, mean of 1 seeds | lossy JPEG copy | 90.5% |"
+    assert lossy[4] == "| **what the copy costs** |  | **-3.5 points** |"
+    assert report.lossy_copy_table([]) == []
 
 
 def test_the_page_shows_the_recorded_comparison(report) -> None:
@@ -95,9 +119,11 @@ def test_profile_table(report, tmp_path: Path) -> None:
     _profile(tmp_path / "profile_step_b.json", "fused norm", 1000.0, 250.0)
     _profile(tmp_path / "profile_step_c.json", "not asked for", 1.0, 1.0)
     profiles = report.load_profiles(tmp_path, names=("a", "b", "missing"))
-    table = report.profile_table(profiles)
+    table = report.profile_table(profiles, groups=("batch norm", "GELU"))
     assert table[0] == "| ms per step of 512 images | Keras norm | fused norm |"
-    assert table[3] == "| batch norm | 500 | 250 |"
+    assert table[2] == "| batch norm | 500 | 250 |"
+    assert table[3] == "| GELU | 0 | 0 |"  # a group a profile did not time
+    assert table[4] == "| everything else | 1000 | 1000 |"  # the convolutions here
     assert "| sum of the ops | 1500 | 1250 |" in table
     assert "| images/s, the step | 341 | 410 |" in table
     assert table[-1] == "| images/s, its convolutions alone | 512 | 512 |"
@@ -146,7 +172,7 @@ def test_coded_runs_name_their_change_and_the_figure_splits_by_machine(report, t
     assert len(left.get_legend().get_texts()) == 2  # the run and the seed CNN
     assert [t.get_text() for t in right.get_legend().get_texts()] == [
         "fast recipe (ours), 9.9 epochs,\nwidths 128/384/384, lr 10",  # two seeds, one entry
-        "VGG net, 20 epochs (end)"]
+        "VGG net, widths 32/64/128, 20 epochs (end)"]
     assert len(report.time_to_accuracy(plain, []).axes) == 1
 
 
@@ -157,6 +183,25 @@ def test_the_page_shows_the_amx_profiles_and_runs(report) -> None:
         pytest.skip("bench/results holds nothing timed on the AMX Xeon yet")
     _assert_on_page(report.profile_table(profiles), "profile table of the AMX Xeon")
     _assert_on_page(report.runs_table(runs), "table of the AMX Xeon's runs")
+
+
+def test_the_page_shows_the_provenance_of_every_file_it_quotes(report) -> None:
+    files = report.page_files()
+    if not files:
+        pytest.skip("bench/results holds no result the page quotes yet")
+    figure = {report.RESULTS / name for name in report.FIGURE_RUNS}
+    assert figure <= set(files), "the figure draws a run the provenance table leaves out"
+    _assert_on_page(report.provenance_table(files), "provenance table")
+
+
+def test_the_page_shows_every_table_between_its_markers(report) -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    for name, lines in report.page_tables():
+        start, end = f"<!-- bench/report.py: {name} -->", f"<!-- end of {name} -->"
+        assert start in page and end in page, f"the page has no markers for the {name} table"
+        between = page.split(start, 1)[1].split(end, 1)[0]
+        assert between.strip() == "\n".join(lines), (
+            f"chapters/benchmarks.md differs from bench/report.py's {name} table; paste its output")
 
 
 @pytest.fixture(scope="module")
@@ -250,18 +295,25 @@ def test_describe_cpu_reads_the_first_processor(common, tmp_path: Path) -> None:
 
 def test_provenance_table(report, common, tmp_path: Path) -> None:
     path = common.write_json(tmp_path / "fast_recipe_9.9ep_seed0.json", {
-        "commit": "0123456789abcdef", "dirty": True, "argv": ["bench/fast_recipe.py", "--seed", "0"],
-        "machine": {"cpu_model": "Xeon", "cpu_generation": "family 6, model 167",
+        "commit": "0123456789abcdef", "dirty": True,
+        "argv": ["bench/fast_recipe.py", "--seed", "0", "--out", "bench/results/x.json"],
+        "machine": {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_generation": "family 6, model 167",
                     "matrix_extensions": "AMX-BF16"},
         "data": {"name": "cifar10", "format": "png", "original": True},
-        "history": {"summary": {"precision": "mixed_bfloat16"}}})
+        "history": {"summary": {"precision": "mixed_bfloat16"},
+                    "records": [{"cpu_per_wall": 1.4}, {"cpu_per_wall": 1.6}]}})
     old = common.write_json(tmp_path / "peer_airbench_seed0.json",
-                            {"commit": "fedcba9876543210", "commit_note": "recovered"})
+                            {"commit": "fedcba9876543210", "commit_note": "recovered",
+                             "data": JPEG_COPY, "cpu_per_wall_train94": 1.875})
     table = report.provenance_table([path, old])
-    assert table[2] == ("| fast_recipe_9.9ep_seed0 | Xeon (family 6, model 167) | AMX-BF16 | "
-                        "bfloat16 | cifar10 (png) | 0123456789* | `bench/fast_recipe.py --seed 0` |")
-    assert table[3] == "| peer_airbench_seed0 | unknown | unknown | float32 | unknown (?) | fedcba9876 † |  |"
-    assert table[-1].startswith("† the commit that added the file")
+    assert table[2] == ("| fast_<wbr>recipe_<wbr>9.9ep_<wbr>seed0 | "
+                        "Intel Xeon (family 6, model 167), AMX-BF16 | 1.50 | "
+                        "bfloat16, cifar10 (original, PNG) | 0123456789* | "
+                        "`bench/fast_recipe.py --seed 0` |")
+    assert table[3] == ("| peer_<wbr>airbench_<wbr>seed0 | — | 1.88 | "
+                        "float32, cifar10-jpeg (lossy JPEG) | fedcba9876 † | — |")
+    assert "†: the commit that added the file" in table[-1]
+    assert "†" not in report.provenance_table([path])[-1]
 
 
 def test_chapter_8_reads_what_the_fast_recipe_writes(common, tmp_path: Path) -> None:
