@@ -288,9 +288,9 @@ def _data(data: dict) -> str:
     if not name:
         return NOT_RECORDED
     if original is False:
-        return f"{name} (lossy {(fmt or '?').upper()})"
+        return f"lossy {(fmt or '?').upper()} copy"
     if original:
-        return f"{name} (original, {(fmt or '?').upper()})"
+        return f"original ({(fmt or '?').upper()})"
     return f"{name} ({fmt or '?'})"
 
 
@@ -325,11 +325,12 @@ def _cell(*values: str) -> str:
 def provenance_table(paths: Sequence[Path]) -> list[str]:
     """Markdown lines: where each result file came from, one row a file.
 
-    The machine (CPU model in short, and generation), its bfloat16 matrix extension,
-    the cores the run kept busy (:func:`_cores`), the precision, the data (its
-    folder's name, and whether the pixels are the original ones or the lossy JPEG copy), the commit (``*`` when the tree had
-    uncommitted changes, ``†`` when it was recovered from the history after the
-    run) and the command line.
+    The file, with a word break after each underscore; the machine (CPU model in
+    short, and generation) with its bfloat16 matrix extension; the cores the run kept
+    busy (:func:`_cores`); the precision with the data (the original pixels or the
+    lossy JPEG copy, otherwise its name and format); the commit (``*`` when the tree
+    had uncommitted changes, ``†`` when it was recovered from the history after the
+    run); and the command line without ``--out``.
     """
     lines = [_row(["file", "CPU, matrix extension", "cores busy", "precision, data", "commit",
                    "command"]),
@@ -378,15 +379,15 @@ def lossy_copy_table(reference: Sequence[Run]) -> list[str]:
 
 
 def page_files(results: Path = RESULTS) -> list[Path]:
-    """The result files the benchmarks page quotes, in the page's order: the rows of
-    its provenance table."""
+    """The result files the book quotes, in the page's order (then the 10-epoch runs that
+    chapter 9 reads itself): the rows of the page's provenance table."""
     ours, reference, variants = equal_epoch_runs(results)
     names = ["data_pipeline.json", "seed_cnn.json"]
     names += [run.file for run in ours + reference + variants]
     names += [run.file for run in load_runs(results, f"{LONG_RUNS}_seed*")]
     names += [f"profile_step_{name}.json" for name in PROFILES + AMX_PROFILES]
     names += [run.file for code in AMX_LONG_RUNS for run in load_coded_runs(code, results)]
-    names += ["vgg_bn.json"]
+    names += ["vgg_bn.json", "fast_recipe_seed0.json", "fast_recipe_seed1.json"]
     return [results / name for name in dict.fromkeys(names) if (results / name).exists()]
 
 

@@ -308,10 +308,10 @@ def test_provenance_table(report, common, tmp_path: Path) -> None:
     table = report.provenance_table([path, old])
     assert table[2] == ("| fast_<wbr>recipe_<wbr>9.9ep_<wbr>seed0 | "
                         "Intel Xeon (family 6, model 167), AMX-BF16 | 1.50 | "
-                        "bfloat16, cifar10 (original, PNG) | 0123456789* | "
+                        "bfloat16, original (PNG) | 0123456789* | "
                         "`bench/fast_recipe.py --seed 0` |")
     assert table[3] == ("| peer_<wbr>airbench_<wbr>seed0 | — | 1.88 | "
-                        "float32, cifar10-jpeg (lossy JPEG) | fedcba9876 † | — |")
+                        "float32, lossy JPEG copy | fedcba9876 † | — |")
     assert "†: the commit that added the file" in table[-1]
     assert "†" not in report.provenance_table([path])[-1]
 
