@@ -31,6 +31,7 @@ API_MODULES = [
     "cifar_tutorial.sources",
     "cifar_tutorial.plots",
     "cifar_tutorial.maths",
+    "cifar_tutorial.learning",
     "cifar_tutorial.models",
     "cifar_tutorial.convolution",
     "cifar_tutorial.train",
