@@ -48,6 +48,8 @@ __all__ = [
     "flip_and_translate",
     "load_cifar10",
     "describe_folder",
+    "is_original_release",
+    "ORIGINAL_TRAIN_MEAN",
     "read_image_folder_cached",
     "split_validation",
     "class_counts",
@@ -349,6 +351,8 @@ def load_cifar10(
             )
         (x_tr, y_tr), (x_te, y_te), names = read_image_folder_cached(folder)
         described = describe_folder(folder)
+        if is_original_release(x_tr):
+            described = "an image folder (the original images, PNG files)"
     else:
         allow_download = download and source in ("auto", "tfds")
         (x_tr, y_tr), (x_te, y_te), names = read_tfds(
@@ -367,6 +371,23 @@ set it to an empty string to turn the cache off."""
 
 CACHE_MIN_IMAGES = 10_000
 """Folders with fewer files are decoded every time: they take under a few seconds."""
+
+
+ORIGINAL_TRAIN_MEAN = (125.306918, 122.950394, 113.865383)
+"""Per-channel mean of the 50,000 training images of the original CIFAR-10 release,
+on the uint8 scale (chapter 1); a lossless copy reproduces it to every digit."""
+
+
+def is_original_release(x_train: np.ndarray) -> bool:
+    """Tell whether ``x_train`` holds the 50,000 original training images (chapter 1).
+
+    A lossy copy (JPEG) moves every pixel by a few grey levels, which shifts the
+    per-channel means by far more than the 1e-5 this check allows.
+    """
+    if x_train.shape != (50_000, 32, 32, 3):
+        return False
+    mean = x_train.reshape(-1, 3).mean(axis=0, dtype=np.float64)
+    return bool(np.allclose(mean, ORIGINAL_TRAIN_MEAN, rtol=0, atol=1e-5))
 
 
 def describe_folder(folder: str | os.PathLike) -> str:
