@@ -166,7 +166,7 @@ def check_training_args(epochs: int, batch_size: int, num_train: int) -> None:
 
 
 class StopOnDivergence(keras.callbacks.Callback):
-    """Keras' ``TerminateOnNaN``, raising :class:`TrainingDiverged` instead of stopping.
+    """Keras' ``TerminateOnNaN``, raising :class:`TrainingDiverged` (chapters 7 and 8).
 
     Also a finite loss above ``limit`` counts: Adam with a far too high learning
     rate gives losses of 1e21 that never become NaN. Raising (rather than setting
@@ -198,7 +198,12 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 
 class _EpochRecords(keras.callbacks.Callback):
-    """Append each finished epoch to the :class:`History` and save the checkpoint."""
+    """Append each finished epoch to the :class:`History` and save the checkpoint.
+
+    Keras' ``ModelCheckpoint`` writes in place; this writes atomically, with the
+    optimizer's state and the history that a resumed run needs
+    (:meth:`cifar_tutorial.checkpoints.Checkpoint.write_with`).
+    """
 
     def __init__(self, history: History, checkpoint: Checkpoint | None, fingerprint: dict,
                  early_stopping: keras.callbacks.EarlyStopping | None) -> None:
@@ -432,11 +437,12 @@ def _resume(model: keras.Model, checkpoint: Checkpoint | None, fingerprint: dict
             if problem:
                 raise TrainingError(problem)
         with strategy.scope():  # builds the optimizer's variables
-            state = source.load_newest(fingerprint, lambda path: _load(model, path),
-                                       say=print if verbose else lambda _: None)
+            state = source.load_newest(fingerprint, lambda path: _load(model, path))
     if state is None:
-        if checkpoint is not None and checkpoint.epoch_files() and verbose:
-            print(f"Starting afresh: the next checkpoint replaces the files in {checkpoint.folder}")
+        old = [path.name for _, path in checkpoint.epoch_files()] if checkpoint else []
+        if old:  # said even when silent: they will be deleted
+            print(f"Starting afresh: the first epoch's checkpoint replaces {', '.join(old)} "
+                  f"in {checkpoint.folder}")
         return History()
     history = History.from_dict(state["history"])
     if verbose:

@@ -58,7 +58,7 @@ def _cut(path: Path, size: int) -> None:
     (lambda p: p.write_text("these are not the weights you are looking for\n"), "not HDF5"),
 ])
 def test_an_unreadable_weights_file_is_named_then_the_run_finishes(
-    tiny_data, out: Path, damage, name: str
+    tiny_data, out: Path, damage, name: str, capsys
 ) -> None:
     weights = out / "checkpoint" / EPOCH_1
     damage(weights)
@@ -68,7 +68,9 @@ def test_an_unreadable_weights_file_is_named_then_the_run_finishes(
     assert str(weights) in message, name
     assert "delete" in message and "resume=False" in message and "--no-resume" in message
     assert weights.exists(), "nothing is deleted before the user is told"
+    capsys.readouterr()
     _, history = _train(tiny_data, out, 2, resume=False)
+    assert f"replaces {EPOCH_1} in {weights.parent}" in capsys.readouterr().out
     assert len(history) == 2
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["epochs_done"] == 2
