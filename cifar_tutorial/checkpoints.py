@@ -25,6 +25,7 @@ import json
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,17 @@ from typing import Any
 from cifar_tutorial.errors import CheckpointError, TrainingInterrupted
 from cifar_tutorial.records import atomic_save, atomic_write_json, check_output_folder
 
-__all__ = ["CHECKPOINT_DIR", "Checkpoint", "interrupted", "open_checkpoint"]
+__all__ = ["CHECKPOINT_DIR", "LOAD_ERRORS", "Checkpoint", "interrupted", "open_checkpoint"]
 
 CHECKPOINT_DIR = "checkpoint"
 """The folder, inside a run's output folder, that holds its :class:`Checkpoint`."""
 
 _EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.")
 
-LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError)
+LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 """What reading a damaged file raises: h5py's ``OSError`` for a truncated, empty or
 non-HDF5 file, ``ValueError``/``KeyError`` for one that holds other weights,
-NumPy's ``EOFError`` and ``ValueError`` for a damaged ``.npz``."""
+``BadZipFile``, ``EOFError`` or ``ValueError`` for a damaged ``.npz``."""
 
 
 def _ways_on(path: Path) -> str:

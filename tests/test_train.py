@@ -1,4 +1,4 @@
-"""Training with fit and with the GradientTape loop (chapters 6 and 7): cifar_tutorial.train.
+"""Training with fit and with the GradientTape loop (chapters 7 and 8): cifar_tutorial.train.
 
 Failures come as the package's own exceptions, with a message naming the problem and
 the fix, before any work is wasted: bad arguments and unwritable folders are refused
