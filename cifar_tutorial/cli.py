@@ -19,7 +19,8 @@ a saved model and writes ``evaluation.json`` (never a training run's
 TensorFlow is imported only once a command runs, so that ``--help`` answers at
 once; its C++ start-up notices (oneDNN, CUDA probing) are filtered out as
 ``TF_CPP_MIN_LOG_LEVEL`` says (the package sets 2 unless the user set it: notices
-and warnings hidden, errors shown) or shown with ``--verbose-tf``.
+and warnings hidden, errors shown) or shown with ``--verbose-tf``; while a command
+runs, its stderr goes through the same filter (:func:`filter_stderr`).
 
 Exit codes: 0 done; 1 a bug (its traceback is shown: please report it); 2 an error
 the user can fix (:class:`~cifar_tutorial.errors.CifarTutorialError`: bad input, a
@@ -35,8 +36,10 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +251,9 @@ _LOG_LINE = re.compile(
 
 _NO_DRIVER = "Could not find cuda drivers on your machine"
 _CUINIT_FAILED = "failed call to cuInit"
+_IGNORED_BY_TF = "Unknown attributes will be ignored."
+"""The end of an ERROR line TensorFlow 2.21 writes when a tf.data function built
+by its own Python side names an attribute its C++ op lacks: harmless, it says."""
 
 
 def without_tf_notices(text: str, level: int) -> str:
@@ -255,16 +261,18 @@ def without_tf_notices(text: str, level: int) -> str:
 
     Level 1 drops INFO lines (and absl's banner), 2 also WARNING, 3 also ERROR; fatal
     lines and everything else (Python warnings, tracebacks) are kept. From level 1,
-    the ERROR line of a failed ``cuInit`` is dropped too where ``text`` says that the
-    machine has no CUDA driver: on a machine without a GPU that failure is expected.
+    two ERROR lines that report nothing wrong are dropped too: a failed ``cuInit``
+    where ``text`` says that the machine has no CUDA driver (no GPU is expected
+    there), and an unknown attribute that TensorFlow says it ignores.
     """
     kept = []
     no_driver = _NO_DRIVER in text
     for line in text.splitlines(keepends=True):
         match = _LOG_LINE.match(line)
         if match is not None:
-            expected = level >= 1 and no_driver and _CUINIT_FAILED in line
-            if "IWEF".index(match.group(1) or match.group(2)) >= min(level, 3) and not expected:
+            harmless = level >= 1 and ((no_driver and _CUINIT_FAILED in line)
+                                       or _IGNORED_BY_TF in line)
+            if "IWEF".index(match.group(1) or match.group(2)) >= min(level, 3) and not harmless:
                 kept.append(line)
         elif not (level >= 1 and (line.startswith(_ABSL_BANNER)
                                   or line.startswith("To enable the following instructions:"))):
@@ -285,10 +293,7 @@ def import_tensorflow(verbose: bool = False) -> None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     if "tensorflow" in sys.modules:
         return
-    try:
-        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
-    except ValueError:
-        level = 0
+    level = _log_level()
     if level <= 0:
         import tensorflow  # noqa: F401
         return
@@ -308,6 +313,54 @@ def import_tensorflow(verbose: bool = False) -> None:
             caught.seek(0)
             sys.stderr.write(without_tf_notices(caught.read().decode(errors="replace"), level))
             sys.stderr.flush()
+
+
+def filter_stderr() -> Callable[[], None]:
+    """Pass file descriptor 2 through :func:`without_tf_notices` until the returned
+    function is called (the program's C++ lines after start-up, such as those of
+    ``tf.data``); nothing is filtered where ``TF_CPP_MIN_LOG_LEVEL`` is 0.
+
+    A thread forwards each line as it comes; the returned function puts the real
+    stderr back and waits for the last line.
+    """
+    level = _log_level()
+    if level <= 0:
+        return lambda: None
+    sys.stderr.flush()
+    reader, writer = os.pipe()
+    original = os.dup(2)
+    os.dup2(writer, 2)
+    os.close(writer)
+
+    def forward() -> None:
+        pending = b""
+        with os.fdopen(reader, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1 << 16):
+                *lines, pending = (pending + chunk).split(b"\n")
+                if lines:
+                    text = "".join(f"{line.decode(errors='replace')}\n" for line in lines)
+                    os.write(original, without_tf_notices(text, level).encode())
+        if pending:
+            os.write(original, without_tf_notices(pending.decode(errors="replace"),
+                                                  level).encode())
+
+    thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer is gone: the thread ends
+        thread.join(timeout=10)
+        os.close(original)
+
+    return stop
+
+
+def _log_level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
 
 
 # --------------------------------------------------------------------------- shared steps
@@ -576,10 +629,11 @@ def main(argv: list[str] | None = None) -> int:
 
     An error the user can fix (:class:`~cifar_tutorial.errors.CifarTutorialError`)
     is one ``error:`` line on stderr; anything else is a bug, shown with its
-    traceback. Ctrl-C says how to resume. After a failed HDF5 write
-    (:func:`cifar_tutorial.records.hdf5_write_failed`) the program ends at once,
-    skipping h5py's clean-up, which would crash; called with ``argv`` (tests, a
-    notebook), ``main`` returns instead.
+    traceback. Ctrl-C says how to resume. As a program (no ``argv``), its stderr
+    goes through :func:`filter_stderr`, and after a failed HDF5 write
+    (:func:`cifar_tutorial.records.hdf5_write_failed`) it ends at once, skipping
+    h5py's clean-up, which would crash; called with ``argv`` (tests, a notebook),
+    ``main`` returns instead.
 
     Returns
     -------
@@ -589,6 +643,20 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     import_tensorflow(verbose=args.verbose_tf)
+    stop_filter = filter_stderr() if argv is None else (lambda: None)
+    try:
+        code = _run(args)
+    finally:
+        stop_filter()
+    if argv is None and records.hdf5_write_failed():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # now, before h5py's clean-up crashes the process
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; an error becomes its message and exit code (see :func:`main`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -601,10 +669,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except errors.CifarTutorialError as err:
         print(f"error: {err}", file=sys.stderr)
-        if argv is None and records.hdf5_write_failed():
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(err.exit_code)
         return err.exit_code
     except Exception:
         traceback.print_exc()

@@ -344,6 +344,31 @@ def test_a_failed_cuinit_is_an_error_only_where_a_driver_exists() -> None:
     assert cli.without_tf_notices(CUINIT, 2) == CUINIT  # a driver that fails: shown
 
 
+IGNORED_ATTRIBUTE = (
+    "E0000 00:00:1796595331.8   30443 node_def_util.cc:682] NodeDef mentions attribute "
+    "use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset> This may "
+    "be expected if your graph generating binary is newer  than this binary. Unknown "
+    "attributes will be ignored. NodeDef: {{node ParallelMapDatasetV2/_14}}\n")
+
+
+def test_the_programs_stderr_is_filtered_while_it_runs() -> None:
+    """After start-up too, C++ lines go through the filter and the rest comes through."""
+    code = ("import os, sys\n"
+            "from cifar_tutorial.cli import filter_stderr\n"
+            "stop = filter_stderr()\n"
+            f"os.write(2, {(IGNORED_ATTRIBUTE + CUINIT).encode()!r})\n"
+            "print('a warning', file=sys.stderr)\n"
+            "os.write(2, b'no newline at the end')\n"
+            "stop()\n"
+            "print('after', file=sys.stderr)\n")
+    everything = IGNORED_ATTRIBUTE + CUINIT + "a warning\nno newline at the end"
+    for level, shown in (("2", everything.removeprefix(IGNORED_ATTRIBUTE)), ("0", everything)):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**_env(), "TF_CPP_MIN_LOG_LEVEL": level}, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == shown + "after\n"
+
+
 # --------------------------------------------------------------------------- interruption
 
 
