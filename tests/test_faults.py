@@ -214,8 +214,10 @@ def _read_only(folder: Path) -> Iterator[Callable[[], None]]:
     if os.geteuid() != 0:
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o555)
-        yield lambda: folder.chmod(0o755)
-        folder.chmod(0o755)
+        try:
+            yield lambda: folder.chmod(0o755)
+        finally:
+            folder.chmod(0o755)
         return
     with _tmpfs(folder, "16m", "ro") as mounted:
         yield lambda: _remount(mounted, "rw")
