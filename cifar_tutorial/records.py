@@ -34,8 +34,8 @@ from typing import Any
 
 from cifar_tutorial.errors import CheckpointError, OutputError, RunLocked
 
-__all__ = ["History", "CheckpointError", "LOCK_FILE", "RunLock", "check_output_folder",
-           "json_ready", "to_json", "portable_path", "portable_argv"]
+__all__ = ["History", "LOCK_FILE", "RunLock", "check_output_folder", "json_ready", "to_json",
+           "portable_path", "portable_argv"]
 
 
 LOCK_FILE = ".run.lock"

@@ -8,8 +8,8 @@
 - :func:`read_tfds` reads TFDS's ``cifar10``, downloading it once when its server
   answers within seconds.
 
-Both return uint8 arrays, and fail with a :class:`DataError` whose message names
-the problem and how to get the data.
+Both return uint8 arrays, and fail with a :class:`~cifar_tutorial.errors.DataError`
+whose message names the problem and how to get the data.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ __all__ = [
     "CLASS_NAMES",
     "IMAGE_SHAPE",
     "ENV_DIR",
-    "DataError",
     "check_image_folder",
     "read_image_folder",
     "read_tfds",

@@ -49,6 +49,7 @@ API_MODULES = [
     "cifar_tutorial.saliency",
     "cifar_tutorial.trust_plots",
     "cifar_tutorial.export",
+    "cifar_tutorial.errors",
     "cifar_tutorial.cli",
 ]
 
