@@ -41,9 +41,10 @@ CHECKPOINT_DIR = "checkpoint"
 _EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.")
 
 LOAD_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
-"""What reading a damaged file raises: h5py's ``OSError`` for a truncated, empty or
-non-HDF5 file, ``ValueError``/``KeyError`` for one that holds other weights,
-``BadZipFile``, ``EOFError`` or ``ValueError`` for a damaged ``.npz``."""
+"""The exceptions reading a damaged file raises. h5py raises ``OSError`` for a
+truncated, empty or non-HDF5 file, Keras ``ValueError`` or ``KeyError`` for one that
+holds other weights, NumPy ``BadZipFile``, ``EOFError`` or ``ValueError`` for a
+damaged ``.npz``."""
 
 
 def _ways_on(path: Path) -> str:

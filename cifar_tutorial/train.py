@@ -59,9 +59,6 @@ __all__ = [
     "DIVERGED_LOSS",
     "METRICS",
     "StopOnDivergence",
-    "TrainingError",
-    "TrainingDiverged",
-    "TrainingInterrupted",
     "compile_model",
     "check_training_args",
     "train",
@@ -179,12 +176,15 @@ class StopOnDivergence(keras.callbacks.Callback):
         self.limit, self.epoch = limit, 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Remember the epoch, for the message."""
         self.epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Check the running mean loss after every batch."""
         self._check(logs, f" (batch {batch + 1})")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Check the epoch's mean loss."""
         self._check(logs, "")
 
     def _check(self, logs: dict | None, where: str) -> None:
