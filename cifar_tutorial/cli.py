@@ -518,7 +518,7 @@ def _train_and_write(args: argparse.Namespace, out: Path, strategy) -> int:
         return 0
     # A model built under MultiWorkerMirroredStrategy cannot predict on its own.
     scored = distribute.local_copy(model) if args.strategy == "multiworker" else model
-    tta = "flip" if args.model == "fast" else "none"
+    tta = hyp.tta if args.model == "fast" else "none"
     evaluation = evaluate.evaluate(scored, data, "test", tta=tta)
     files = [records.atomic_save(model.save, out / "model.keras")]
     files += list(history.save(out))

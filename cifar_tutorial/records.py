@@ -34,8 +34,7 @@ from typing import Any
 
 from cifar_tutorial.errors import CheckpointError, OutputError, RunLocked
 
-__all__ = ["History", "LOCK_FILE", "RunLock", "check_output_folder", "json_ready", "to_json",
-           "portable_path", "portable_argv"]
+__all__ = ["History", "LOCK_FILE", "RunLock", "check_output_folder", "json_ready", "to_json"]
 
 
 LOCK_FILE = ".run.lock"
@@ -441,25 +440,4 @@ def _lock_owner(fd: int) -> str:
             return f"process {text}"
         time.sleep(0.05)
     return "a process that has not written its id yet"
-
-
-def portable_path(path: str | os.PathLike, start: str | os.PathLike = ".") -> str:
-    """``path`` relative to ``start`` (the project root), as results files record it.
-
-    A benchmark's JSON names its data folder; written relative to the project
-    (``../shared/data/cifar10-jpeg``) it says the same on every machine and holds
-    no machine's absolute path.
-    """
-    return os.path.relpath(os.path.abspath(path), os.path.abspath(start))
-
-
-def portable_argv(argv: list[str], start: str | os.PathLike = ".") -> list[str]:
-    """A command line with every absolute path (also in ``--opt=/path``) made relative."""
-    def one(arg: str) -> str:
-        name, eq, value = arg.partition("=")
-        if eq and os.path.isabs(value):
-            return f"{name}={portable_path(value, start)}"
-        return portable_path(arg, start) if os.path.isabs(arg) else arg
-
-    return [one(arg) for arg in argv]
 

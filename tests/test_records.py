@@ -163,14 +163,3 @@ def test_history_with_missing_values_is_strict_json_and_reads_back_as_nan(tmp_pa
 def _refuse(token: str) -> None:
     raise ValueError(f"non-standard JSON token {token}")
 
-
-def test_portable_paths_hold_no_absolute_path(tmp_path) -> None:
-    from cifar_tutorial.records import portable_argv, portable_path
-
-    data = tmp_path / "shared" / "data"
-    start = tmp_path / "project"
-    assert portable_path(data, start) == os.path.join("..", "shared", "data")
-    argv = ["bench/x.py", "--data-dir", str(data), f"--out={start / 'r.json'}", "--seed", "0"]
-    assert portable_argv(argv, start) == [
-        "bench/x.py", "--data-dir", os.path.join("..", "shared", "data"), "--out=r.json",
-        "--seed", "0"]
