@@ -240,10 +240,11 @@ def build_model(name: str = "seed", head: str | None = None, **kwargs) -> keras.
 
 
 def layer_table(model: keras.Model) -> str:
-    """A plain-text table of layers, output shapes and parameter counts (chapter 7).
+    """A plain-text table of layers, output shapes and parameter counts (chapter 9).
 
-    Unlike ``model.summary()``, the text does not depend on the terminal's width, so
-    notebooks can compare it between runs.
+    ``model.summary(line_length=...)`` (chapter 7) says the same in a box drawn
+    with rules and a footer of totals; this table keeps one short line per layer
+    and a total, which a deep network's listing needs to stay readable on a page.
 
     Parameters
     ----------
