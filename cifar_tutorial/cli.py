@@ -14,7 +14,7 @@ it once on the test set, and write into ``--out``::
 Run the same command again after an interruption (Ctrl-C, a killed process) and
 training resumes from the last finished epoch, for every model. ``evaluate`` scores
 a saved model and writes ``evaluation.json`` (never a training run's
-``metrics.json``); ``predict`` classifies image files (chapter 6).
+``metrics.json``); ``predict`` classifies image files (chapter 7).
 
 TensorFlow is imported only once a command runs, so that ``--help`` answers at
 once; its C++ start-up notices (oneDNN, CUDA probing) are filtered out as
@@ -145,8 +145,8 @@ def _add_train_parser(sub, common: argparse.ArgumentParser) -> None:
                                    "command to resume an interrupted run.")
     m = t.add_argument_group("model and training")
     m.add_argument("--model", choices=MODELS, default="seed",
-                   help="seed: the seed article's CNN (chapter 6); vgg_bn: a deeper net with "
-                        "batch norm (chapter 8); fast: the fast recipe of chapter 8, with its "
+                   help="seed: the seed article's CNN (chapter 7); vgg_bn: a deeper net with "
+                        "batch norm (chapter 9); fast: the fast recipe of chapter 9, with its "
                         "own schedule and augmentation (it refuses --head, --base, --lr, "
                         "--scale-lr, --loop, --augment, --early-stopping and --strategy; "
                         "--no-determinism makes it about 40%% faster) [default: %(default)s]")
@@ -161,19 +161,19 @@ def _add_train_parser(sub, common: argparse.ArgumentParser) -> None:
     m.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate [default: 1e-4 (Adam) for seed, 1e-3 for vgg_bn]")
     m.add_argument("--scale-lr", action="store_true",
-                   help="linear scaling rule (chapter 9): take --lr (or its default) as tuned "
+                   help="linear scaling rule (chapter 10): take --lr (or its default) as tuned "
                         f"for a batch of {REFERENCE_BATCH} and multiply it by "
                         f"--batch-size/{REFERENCE_BATCH}")
     m.add_argument("--loop", choices=("fit", "custom"), default=None,
-                   help="Keras fit or the tf.GradientTape loop of chapter 7 [default: fit; "
+                   help="Keras fit or the tf.GradientTape loop of chapter 8 [default: fit; "
                         "custom with --strategy multiworker, where Keras' fit fails]")
     m.add_argument("--augment", action="store_true",
-                   help="random flips and shifts of up to 4 pixels (chapter 8)")
+                   help="random flips and shifts of up to 4 pixels (chapter 9)")
     m.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
                    help="stop when val_loss has not improved for PATIENCE epochs")
     m.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: one device, all local devices, or the "
-                        "workers in $TF_CONFIG (chapter 9) [default: %(default)s]")
+                        "workers in $TF_CONFIG (chapter 10) [default: %(default)s]")
     m.add_argument("--seed", type=int, default=0, help="random seed [default: %(default)s]")
     m.add_argument("--no-determinism", action="store_true",
                    help="allow non-deterministic (slightly faster) kernels")
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and plots are left as they are).")
     e.add_argument("--model-path", required=True, metavar="FILE", help="a .keras file")
     e.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_LEVELS,
-                   help="test-time augmentation (chapter 8): average the logits over each "
+                   help="test-time augmentation (chapter 9): average the logits over each "
                         "image and its mirror image (--tta or --tta flip), and over copies "
                         "shifted by a pixel too (--tta flip_shift) [default: none]")
     e.add_argument("--out", metavar="DIR",
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Classify image files of any size and mode (RGB, RGBA, "
                                    "grayscale, palette) with a saved model: each is cropped "
                                    "to its centre square and resized to 32x32 as in "
-                                   "chapter 6. Prints the most probable classes of each "
+                                   "chapter 7. Prints the most probable classes of each "
                                    "image; a file that cannot be read is reported on stderr "
                                    "(exit code 2) and the others are still classified.")
     p.add_argument("images", nargs="+", metavar="IMAGE",

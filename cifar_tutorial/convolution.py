@@ -1,6 +1,6 @@
-"""Convolutions and pooling in NumPy, as Keras computes them (chapter 5).
+"""Convolutions and pooling in NumPy, as Keras computes them (chapter 6).
 
-Chapter 5 ("Convolutions and pooling") writes these operations in a few lines,
+Chapter 6 ("Convolutions and pooling") writes these operations in a few lines,
 then checks them against ``keras.layers.Conv2D`` and ``keras.layers.MaxPooling2D``
 carrying the same weights. The layouts are Keras' own: images ``(batch, height,
 width, channels)`` (NHWC) and kernels ``(height, width, in_channels, filters)``
@@ -43,7 +43,7 @@ def _check_padding(padding: str) -> str:
 
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: str = "valid") -> int:
-    """Length of a convolution's or pooling's output along one axis (chapter 5).
+    """Length of a convolution's or pooling's output along one axis (chapter 6).
 
     ``"valid"`` keeps only windows that lie inside the input,
     ``floor((size - kernel) / stride) + 1``; ``"same"`` pads with zeros so that
@@ -72,7 +72,7 @@ def output_size(size: int, kernel: int, stride: int = 1, padding: str = "valid")
 
 
 def same_padding(size: int, kernel: int, stride: int = 1) -> tuple[int, int]:
-    """Zeros that ``padding="same"`` adds before and after one axis (chapter 5).
+    """Zeros that ``padding="same"`` adds before and after one axis (chapter 6).
 
     TensorFlow pads just enough for ``ceil(size / stride)`` windows and puts the
     odd zero, if any, *after* the input: a 3-wide window at stride 2 on 32
@@ -118,7 +118,7 @@ def conv2d(
     strides: int | Sequence[int] = 1,
     padding: str = "valid",
 ) -> np.ndarray:
-    """2-D convolution as ``keras.layers.Conv2D`` computes it, without activation (chapter 5).
+    """2-D convolution as ``keras.layers.Conv2D`` computes it, without activation (chapter 6).
 
     Deep-learning "convolution" is a cross-correlation: the kernel is slid over the
     image *without* flipping it, and each output is the sum of the window times the
@@ -161,7 +161,7 @@ def max_pool2d(
     strides: int | Sequence[int] | None = None,
     padding: str = "valid",
 ) -> np.ndarray:
-    """Max pooling as ``keras.layers.MaxPooling2D`` computes it (chapter 5).
+    """Max pooling as ``keras.layers.MaxPooling2D`` computes it (chapter 6).
 
     Each output is the largest value of its window, channel by channel. As in
     Keras, the stride defaults to the pool size, and ``padding="same"`` pads with
@@ -192,7 +192,7 @@ def max_pool2d(
 def conv2d_params(
     kernel_size: int | Sequence[int], in_channels: int, filters: int, use_bias: bool = True
 ) -> int:
-    """Number of weights of a 2-D convolution (chapter 5).
+    """Number of weights of a 2-D convolution (chapter 6).
 
     Every filter has one weight per kernel position and input channel, plus its
     bias: ``(kh * kw * in_channels + 1) * filters``. It does not depend on the
@@ -222,7 +222,7 @@ def compose_convs(
     bias2: np.ndarray,
     stride1: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge two valid convolutions without activation into one (chapter 5).
+    """Merge two valid convolutions without activation into one (chapter 6).
 
     ``conv2d(conv2d(x, k1, b1, s1), k2, b2, s2)`` equals
     ``conv2d(x, k, b, s1 * s2)`` with the kernel and bias returned here: output
@@ -265,7 +265,7 @@ def compose_convs(
 def compose_dense(
     layers: Sequence[tuple[np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge a stack of dense layers without activation into one (chapter 5).
+    """Merge a stack of dense layers without activation into one (chapter 6).
 
     ``((x W1 + b1) W2 + b2) ...`` is ``x W + b`` with ``W = W1 W2 ...`` and the
     biases carried through the later matrices.
@@ -291,7 +291,7 @@ def compose_dense(
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """How much of the input one unit of a layer sees (chapter 5).
+    """How much of the input one unit of a layer sees (chapter 6).
 
     Attributes
     ----------
@@ -336,7 +336,7 @@ def _square(value: Any, what: str, layer: str) -> int:
 
 
 def receptive_fields(model: Any) -> list[ReceptiveField]:
-    """Receptive field of each layer of a model, up to its first non-grid layer (chapter 5).
+    """Receptive field of each layer of a model, up to its first non-grid layer (chapter 6).
 
     A layer with window ``k``, stride ``s`` (and dilation ``d``) on an input whose
     units are ``jump`` pixels apart and see ``size`` pixels gives units that see

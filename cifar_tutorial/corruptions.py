@@ -1,6 +1,6 @@
 """Common corruptions of images, five severities each, in the manner of CIFAR-10-C.
 
-Chapter 10 ("Can we trust the classifier?") asks what a network trained on clean
+Chapter 11 ("Can we trust the classifier?") asks what a network trained on clean
 photographs does with noisy, blurred, washed-out, over-exposed, heavily compressed
 or coarse ones. Hendrycks and Dietterich (2019) published CIFAR-10-C, the test set
 under 19 corruptions at five severities; it cannot be downloaded on the machines
@@ -91,7 +91,7 @@ def _per_image(images: np.ndarray, apply: Callable[[np.ndarray], np.ndarray]) ->
 
 
 def gaussian_noise(images: np.ndarray, std: float, seed: int = 0) -> np.ndarray:
-    """Add independent normal noise of standard deviation ``std`` to every value (chapter 10).
+    """Add independent normal noise of standard deviation ``std`` to every value (chapter 11).
 
     Parameters
     ----------
@@ -129,7 +129,7 @@ def _smooth(x: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
 
 
 def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
-    """Blur with a Gaussian of ``sigma`` pixels, one axis after the other (chapter 10).
+    """Blur with a Gaussian of ``sigma`` pixels, one axis after the other (chapter 11).
 
     The kernel reaches four standard deviations each way; the image is mirrored at
     its edges.
@@ -153,7 +153,7 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def contrast(images: np.ndarray, factor: float) -> np.ndarray:
-    """Scale each channel's distance from its mean over the image by ``factor`` (chapter 10).
+    """Scale each channel's distance from its mean over the image by ``factor`` (chapter 11).
 
     Parameters
     ----------
@@ -175,7 +175,7 @@ def contrast(images: np.ndarray, factor: float) -> np.ndarray:
 
 
 def brightness(images: np.ndarray, shift: float) -> np.ndarray:
-    """Add ``shift`` to the value channel in HSV colour space, keeping hue and saturation (chapter 10).
+    """Add ``shift`` to the value channel in HSV colour space, keeping hue and saturation (chapter 11).
 
     Parameters
     ----------
@@ -198,7 +198,7 @@ def brightness(images: np.ndarray, shift: float) -> np.ndarray:
 
 
 def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
-    """Encode each image as JPEG at ``quality`` with Pillow and decode it again (chapter 10).
+    """Encode each image as JPEG at ``quality`` with Pillow and decode it again (chapter 11).
 
     Pillow's defaults otherwise: 4:2:0 chroma subsampling, as in the JPEG copy of
     CIFAR-10 this book reads.
@@ -229,7 +229,7 @@ def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
 
 
 def pixelate(images: np.ndarray, fraction: float) -> np.ndarray:
-    """Shrink to ``fraction`` of the side with a box filter, then enlarge back (chapter 10).
+    """Shrink to ``fraction`` of the side with a box filter, then enlarge back (chapter 11).
 
     Parameters
     ----------
@@ -257,7 +257,7 @@ def pixelate(images: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def corrupt(images: np.ndarray, corruption: str, severity: int, seed: int = 0) -> np.ndarray:
-    """Apply one of :data:`CORRUPTIONS` at a severity from 1 to 5 (chapter 10).
+    """Apply one of :data:`CORRUPTIONS` at a severity from 1 to 5 (chapter 11).
 
     Parameters
     ----------
@@ -305,7 +305,7 @@ def _pillow_tables(quality: int) -> dict[int, tuple[int, ...]]:
 
 
 def jpeg_quality(path: str | os.PathLike) -> int | None:
-    """The quality a JPEG file was saved at, if it used the standard (libjpeg, Pillow) tables (chapter 10).
+    """The quality a JPEG file was saved at, if it used the standard (libjpeg, Pillow) tables (chapter 11).
 
     A JPEG file stores the quantization tables its encoder used; libjpeg, and
     Pillow with it, scales two standard tables by the quality. Comparing the

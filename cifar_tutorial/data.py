@@ -1,4 +1,4 @@
-"""CIFAR-10 as arrays and as ``tf.data`` pipelines (chapter 4, "The data pipeline").
+"""CIFAR-10 as arrays and as ``tf.data`` pipelines (chapter 5, "The data pipeline").
 
 Two sources give the same :class:`CifarData`:
 
@@ -266,7 +266,7 @@ class CifarData:
 
 
 def flip_and_translate(pad: int = 4) -> Callable:
-    """Make the augmentation of chapter 8: random horizontal flip and shift.
+    """Make the augmentation of chapter 9: random horizontal flip and shift.
 
     The shift pads the image by reflection and crops a random 32x32 window, so the
     content moves by up to ``pad`` pixels each way. The random numbers are
@@ -494,7 +494,7 @@ def split_validation(
 
 
 def to_unit_float(images: np.ndarray) -> np.ndarray:
-    """Scale images to the float32 ``[0, 1]`` range every model here is given (chapter 4).
+    """Scale images to the float32 ``[0, 1]`` range every model here is given (chapter 5).
 
     ``uint8`` pixels are divided by 255, as :meth:`CifarData.dataset` does; float
     images are taken to be in that range already and only cast to float32.

@@ -1,6 +1,6 @@
-"""Classify your own image files with a trained model (chapter 6, "The seed's CNN").
+"""Classify your own image files with a trained model (chapter 7, "The seed's CNN").
 
-Chapter 6 saves the seed's CNN with ``model.save``, loads it back with
+Chapter 7 saves the seed's CNN with ``model.save``, loads it back with
 ``keras.models.load_model`` and classifies a photo that is not one of CIFAR-10's;
 ``python -m cifar_tutorial predict`` does the same from the command line.
 
@@ -52,7 +52,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as CIFAR-10 stores its images: 32x32 RGB, uint8 (chapter 6).
+    """Read an image file as CIFAR-10 stores its images: 32x32 RGB, uint8 (chapter 7).
 
     Any size and any of Pillow's modes are accepted. The steps, in order:
 
@@ -111,7 +111,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a model saved with ``model.save("....keras")`` (chapter 6).
+    """Load a model saved with ``model.save("....keras")`` (chapter 7).
 
     Importing this module registers the book's custom layers (the output heads
     of chapter 3 and the fast net's), so every model the book trains loads.
@@ -159,7 +159,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
 def images_probabilities(
     model: keras.Model, paths: Sequence[str | os.PathLike]
 ) -> list[np.ndarray | ImageError]:
-    """Class probabilities for many image files, in one batch (chapter 6).
+    """Class probabilities for many image files, in one batch (chapter 7).
 
     Parameters
     ----------
@@ -194,7 +194,7 @@ def images_probabilities(
 
 
 def image_probabilities(model: keras.Model, path: str | os.PathLike) -> np.ndarray:
-    """The ten class probabilities of one image file (chapter 6).
+    """The ten class probabilities of one image file (chapter 7).
 
     The file is read with :func:`load_image`, and the model's outputs become a
     distribution as in :func:`cifar_tutorial.evaluate.predict_probabilities`
@@ -226,7 +226,7 @@ def image_probabilities(model: keras.Model, path: str | os.PathLike) -> np.ndarr
 def top_k(
     probabilities: np.ndarray, k: int = 3, class_names: Sequence[str] | None = None
 ) -> list[tuple[str, float]]:
-    """The ``k`` most probable classes with their probabilities, highest first (chapter 6).
+    """The ``k`` most probable classes with their probabilities, highest first (chapter 7).
 
     Parameters
     ----------

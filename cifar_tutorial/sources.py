@@ -1,4 +1,4 @@
-"""Where CIFAR-10 comes from: an image folder or TensorFlow Datasets (chapter 4).
+"""Where CIFAR-10 comes from: an image folder or TensorFlow Datasets (chapter 5).
 
 :func:`cifar_tutorial.data.load_cifar10` reads through this module:
 

@@ -1,4 +1,4 @@
-"""Chapter 10's figures: calibration, corruptions and saliency.
+"""Chapter 11's figures: calibration, corruptions and saliency.
 
 They follow the page rules of :mod:`cifar_tutorial.plots` (its width, font sizes
 and legend limit) and return a :class:`matplotlib.figure.Figure` like its figures.
@@ -21,7 +21,7 @@ def reliability_diagram(
     ece: Mapping[str, float] | None = None,
     ncols: int = 2,
 ) -> Figure:
-    """Accuracy against confidence, per confidence bin, one panel per model (chapter 10).
+    """Accuracy against confidence, per confidence bin, one panel per model (chapter 11).
 
     Each bar spans its bin and rises to the bin's accuracy; the diagonal is
     perfect calibration. The hatched band runs from the bar's top to the bin's
@@ -88,7 +88,7 @@ def corruption_curves(
     accuracy: Mapping[str, Mapping[str, Sequence[float]]],
     ncols: int = 3,
 ) -> Figure:
-    """Test accuracy against the severity of each corruption, one panel per corruption (chapter 10).
+    """Test accuracy against the severity of each corruption, one panel per corruption (chapter 11).
 
     Parameters
     ----------
@@ -136,7 +136,7 @@ def saliency_grid(
     titles: Sequence[str] | None = None,
     size: float = 0.9,
 ) -> Figure:
-    """Images in the first row, and each kind of map laid over them in the rows below (chapter 10).
+    """Images in the first row, and each kind of map laid over them in the rows below (chapter 11).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Chapter 5's NumPy convolution and pooling, checked against Keras' layers."""
+"""Chapter 6's NumPy convolution and pooling, checked against Keras' layers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Corruptions in the manner of CIFAR-10-C (chapter 10)."""
+"""Corruptions in the manner of CIFAR-10-C (chapter 11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CIFAR-10 in memory and as tf.data pipelines (chapter 4): cifar_tutorial.data."""
+"""CIFAR-10 in memory and as tf.data pipelines (chapter 5): cifar_tutorial.data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Classifying image files (chapter 6): reading any image, probabilities, errors."""
+"""Classifying image files (chapter 7): reading any image, probabilities, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a run leaves behind (chapter 6): History and atomic files, cifar_tutorial.records."""
+"""What a run leaves behind (chapter 7): History and atomic files, cifar_tutorial.records."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading CIFAR-10 from an image folder or TFDS (chapter 4): cifar_tutorial.sources.
+"""Reading CIFAR-10 from an image folder or TFDS (chapter 5): cifar_tutorial.sources.
 
 Every failure must come as one :class:`~cifar_tutorial.sources.DataError` whose
 message names the problem and the fix, never as an error from deep inside Pillow or

@@ -209,7 +209,7 @@ def test_nan_in_the_first_epoch_says_nothing_was_kept(small_data, tmp_path: Path
 
 
 def test_plain_keras_and_package_train_alike(tiny_data) -> None:
-    """Chapter 6: keras.Sequential + compile + fit is models.seed_cnn + train.train."""
+    """Chapter 7: keras.Sequential + compile + fit is models.seed_cnn + train.train."""
     runtime.set_seed(3)
     plain = keras.Sequential([
         keras.Input(shape=(32, 32, 3)),

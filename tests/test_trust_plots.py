@@ -1,4 +1,4 @@
-"""Chapter 10's figures fit the page: width, font sizes, panels and ticks."""
+"""Chapter 11's figures fit the page: width, font sizes, panels and ticks."""
 
 from __future__ import annotations
 
