@@ -17,12 +17,10 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -261,42 +259,17 @@ def run_metadata(data_dir: str | os.PathLike | Mapping[str, Any] | None, argv: l
 # ---------------------------------------------------------------------- strict JSON
 
 
-def strict(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``None`` and NumPy values as Python ones.
-
-    Dicts, lists and tuples are walked; a NumPy scalar or array becomes its Python
-    number or list (through ``tolist``); anything else is kept as it is.
-    """
-    if isinstance(value, Mapping):
-        return {str(k): strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return strict(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_json(path: str | os.PathLike, result: Any) -> Path:
-    """Write ``result`` as strict JSON to ``path``, atomically.
+    """Write ``result`` as strict JSON to ``path``, atomically, creating its folder.
 
-    NaN becomes ``null`` (:func:`strict`) and ``allow_nan=False`` refuses anything
-    left over; the text goes to a temporary file in the same folder, which then
-    replaces ``path`` in one step, so an interrupted run never leaves half a file.
+    The package's own writer (:func:`cifar_tutorial.records.atomic_write_json`):
+    NaN becomes ``null``, and an interrupted run never leaves half a file.
     """
+    from cifar_tutorial.records import atomic_write_json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(strict(result), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_json(path, result)
 
 
 def read_json(path: str | os.PathLike) -> Any:
