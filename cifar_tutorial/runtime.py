@@ -96,8 +96,7 @@ def run_mode() -> str:
     return "quick" if quick_mode() else "full"
 
 
-def by_mode(full: int, tiny: int | None = None, quick: int | None = None,
-            *, test: int | None = None) -> int:
+def by_mode(full: int, tiny: int, quick: int | None = None) -> int:
     """Pick a size (epochs, examples, steps) for the current mode.
 
     Parameters
@@ -109,18 +108,12 @@ def by_mode(full: int, tiny: int | None = None, quick: int | None = None,
         code runs (the test suite's re-runs of the notebooks).
     quick : int, optional
         The value for a reader's quick run; ``tiny`` when not given.
-    test : int, optional
-        The former name of ``tiny``, still accepted.
 
     Returns
     -------
     int
         The value that belongs to :func:`run_mode`.
     """
-    if tiny is None:
-        tiny = test
-    if tiny is None:
-        raise TypeError("by_mode() needs tiny=, the size of a tiny run")
     mode = run_mode()
     if mode == "smoke":
         return tiny

@@ -32,9 +32,6 @@ def test_run_mode_and_by_mode(mode, name: str) -> None:
     assert runtime.quick_mode() is (name == "quick")  # smoke takes precedence over quick
     assert runtime.by_mode(full=20, tiny=1, quick=5) == {"full": 20, "quick": 5, "smoke": 1}[name]
     assert runtime.by_mode(full=20, tiny=1) == (20 if name == "full" else 1)
-    assert runtime.by_mode(full=20, test=1) == runtime.by_mode(full=20, tiny=1)
-    with pytest.raises(TypeError, match="tiny="):
-        runtime.by_mode(full=20)
 
 
 def test_describe_run_speaks_to_readers(mode, monkeypatch) -> None:
