@@ -189,12 +189,12 @@ def compared_text(outputs: list[dict]) -> list[tuple[str, str]]:
 
 
 def first_cells(path: Path) -> list:
-    """The code cells of a chapter before it first loads CIFAR-10 (no data needed)."""
+    """The code cells of a chapter before it first reads CIFAR-10 (no data needed)."""
     cells = []
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.cell_type != "code":
             continue
-        if "load_cifar10(" in cell.source:
+        if "load_cifar10(" in cell.source or "CIFAR10_DIR" in cell.source:
             break
         cells.append(cell)
     return cells
