@@ -140,14 +140,16 @@ class Machine:
 
 
 MACHINES: dict[str, Machine] = {
-    "epyc-zen3": Machine("an AMD EPYC (Zen 3; AVX2, no bfloat16)", 330.0),
-    "xeon-amx": Machine("an Intel Xeon with AMX", 660.0),
+    "epyc-zen3": Machine("an AMD EPYC (Zen 3; AVX2, no bfloat16)", 300.0),
+    "xeon-amx": Machine("an Intel Xeon with AMX", 600.0),
 }
 """The machines whose full runs the chapters quote, by key (:func:`describe_run`).
 
-The Zen 3 figure is :func:`speed_probe` measured on that machine. The Xeon's is
-estimated from it: the seed CNN's float32 epoch took about 19 s there against
-about 38 s on the Zen 3 (``../shared/reference/tooling-notes.md``), twice as fast."""
+The Zen 3 figure is the median of twelve :func:`speed_probe` calls on that
+machine with nothing else running (they ranged from 250 to 346: the estimates
+are good to about 15%). The Xeon's is estimated from it: the seed CNN's float32
+epoch took about 19 s there against about 38 s on the Zen 3
+(``../shared/reference/tooling-notes.md``), twice as fast."""
 
 
 def speed_probe(seconds: float = 1.0) -> float:
