@@ -7,7 +7,12 @@ Usage::
 The data folder is the original CIFAR-10 as ``.ci/run`` extracts it from
 ``../shared/data/cifar10-png.zip``.
 
-Each notebook runs in its own folder with no cell time limit. TensorFlow's C++
+Each notebook runs in its own folder with no cell time limit. Then the
+chapter's setup cell, which states how long the full run takes
+(``runtime.describe_run(minutes)``), gets the minutes just measured and runs
+again on its own, in a fresh kernel: it only imports and prints, so its output
+is what it would have printed first. ``--setup-only MINUTES`` does only that
+last step, for a run timed elsewhere. TensorFlow's C++
 start-up notices are not captured (``capture_fd_output=False``), exactly as under
 ``pytest --nbval``, so stored and re-run outputs agree. After the run, the outputs
 are checked for machine paths; a notebook that shows one is not saved.
@@ -25,6 +30,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+RUN_LENGTH = re.compile(r"describe_run\(\s*\d+(?:\.\d+)?(?:\s*,\s*\"[\w-]+\")?\s*\)")
 PATH_PATTERN = re.compile(r"(/(?:work|root|home|tmp|Users|opt)/[\w.\-/]+)")
 
 
@@ -56,9 +62,8 @@ def merge_streams(nb: nbformat.NotebookNode) -> None:
             cell["outputs"] = merged
 
 
-def execute(path: Path, kernel: str = "python3") -> float:
-    """Execute one notebook in place; return the wall time in seconds."""
-    nb = nbformat.read(path, as_version=4)
+def run(nb: nbformat.NotebookNode, path: Path, kernel: str = "python3") -> float:
+    """Execute ``nb`` in a fresh kernel in ``path``'s folder; return the wall time in seconds."""
     client = NotebookClient(
         nb,
         timeout=None,
@@ -68,12 +73,39 @@ def execute(path: Path, kernel: str = "python3") -> float:
     )
     start = time.perf_counter()
     client.execute()
-    seconds = time.perf_counter() - start
     merge_streams(nb)
     leaks = machine_paths(nb)
     if leaks:
         raise SystemExit(f"{path}: outputs show machine paths {sorted(set(leaks))[:5]}; not saved")
+    return time.perf_counter() - start
+
+
+def state_run_length(path: Path, minutes: float, measured_on: str) -> bool:
+    """Put ``minutes`` into the setup cell's ``describe_run`` call and run that cell again.
+
+    Returns False, changing nothing, when the first code cell calls no ``describe_run``.
+    """
+    nb = nbformat.read(path, as_version=4)
+    index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), None)
+    if index is None or not RUN_LENGTH.search(nb.cells[index].source):
+        return False
+    value = f"{minutes:.1f}" if minutes < 1 else f"{round(minutes)}"
+    machine = "" if measured_on == "epyc-zen3" else f', "{measured_on}"'
+    setup = nb.cells[index]
+    setup.source = RUN_LENGTH.sub(f"describe_run({value}{machine})", setup.source, count=1)
+    alone = nbformat.v4.new_notebook(cells=[setup], metadata=nb.metadata)
+    run(alone, path)
+    nb.cells[index] = alone.cells[0]
     nbformat.write(nb, path)
+    return True
+
+
+def execute(path: Path, measured_on: str, extra_minutes: float = 0.0) -> float:
+    """Execute one notebook in place, then state its run length; return the seconds."""
+    nb = nbformat.read(path, as_version=4)
+    seconds = run(nb, path)
+    nbformat.write(nb, path)
+    state_run_length(path, seconds / 60 + extra_minutes, measured_on)
     return seconds
 
 
@@ -81,12 +113,23 @@ def main() -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--measured-on", default="epyc-zen3",
+                        help="the key of runtime.MACHINES this machine is [default: %(default)s]")
+    parser.add_argument("--extra-minutes", type=float, default=0.0, metavar="M",
+                        help="minutes of training the chapter would do first if its models "
+                             "were missing (they were trained beforehand)")
+    parser.add_argument("--setup-only", type=float, metavar="MINUTES",
+                        help="only state MINUTES in the setup cell and run that cell again")
     args = parser.parse_args()
     if os.environ.get("CIFAR_TUTORIAL_SMOKE"):
         print("refusing to store smoke-mode outputs: unset CIFAR_TUTORIAL_SMOKE", file=sys.stderr)
         return 2
     for nb in args.notebooks:
-        seconds = execute(nb)
+        if args.setup_only is not None:
+            done = state_run_length(nb, args.setup_only, args.measured_on)
+            print(f"{nb}: setup cell {'ran again' if done else 'calls no describe_run'}")
+            continue
+        seconds = execute(nb, args.measured_on, args.extra_minutes)
         print(f"{nb}: executed in {seconds:.0f} s")
     return 0
 
