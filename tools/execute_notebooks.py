@@ -76,7 +76,10 @@ def run(nb: nbformat.NotebookNode, path: Path, kernel: str = "python3") -> float
     merge_streams(nb)
     leaks = machine_paths(nb)
     if leaks:
-        raise SystemExit(f"{path}: outputs show machine paths {sorted(set(leaks))[:5]}; not saved")
+        kept = path.with_suffix(".rejected.ipynb")
+        nbformat.write(nb, kept)
+        raise SystemExit(f"{path}: outputs show machine paths {sorted(set(leaks))[:5]}; "
+                         f"not saved there, but in {kept.name} (ignored by git) to mend")
     return time.perf_counter() - start
 
 
