@@ -68,14 +68,15 @@ def portable_argv(argv: list[str], start: str | os.PathLike = ROOT) -> list[str]
     return [one(arg) for arg in argv]
 
 
-def portable_args(args: Any) -> dict[str, Any]:
+def portable_args(args: Any, start: str | os.PathLike = ROOT) -> dict[str, Any]:
     """A script's parsed arguments (``argparse.Namespace`` or dict) as a result records
-    them: every absolute path among the values, also in lists, made portable."""
+    them: every absolute path among the values, also in lists, made portable
+    (:func:`portable_path` from ``start``)."""
     def one(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return [one(v) for v in value]
         if isinstance(value, (str, os.PathLike)) and os.path.isabs(value):
-            return portable_path(value)
+            return portable_path(value, start)
         return value
 
     items = args.items() if isinstance(args, Mapping) else vars(args).items()

@@ -263,7 +263,7 @@ def test_paths_are_recorded_from_the_project_or_the_home_folder(common, tmp_path
     assert common.portable_argv(["x.py", f"--data-dir={data}", str(project / "out.json")],
                                 project) == ["x.py", "--data-dir=~/.cache/cifar10-png", "out.json"]
     args = common.portable_args({"data_dir": str(data), "seeds": [0, 1], "out": "rel.json",
-                                 "paths": [str(data)]})
+                                 "paths": [str(data)]}, project)
     assert args == {"data_dir": "~/.cache/cifar10-png", "seeds": [0, 1], "out": "rel.json",
                     "paths": ["~/.cache/cifar10-png"]}
 
