@@ -179,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_including_eval_s": wall_total,
         "loadavg_before": load_before,
         "loadavg_after": load_after,
-        # A run started with `nice` yields the cores to other work: its accuracy
-        # counts, its wall times do not (bench/report.py leaves them out).
+        # A run started with `nice` may have yielded the cores to other work: its
+        # accuracy counts, its wall times must not be quoted; process_cpu_s says
+        # how much of the machine it had.
         "nice": os.nice(0),
         "process_cpu_s": process_cpu_s,
     }
