@@ -18,6 +18,12 @@ the same name (``--batch-size``, ``--widths 64,256,256``, ``--lookahead-every``,
 ``--no-fused-norm``, ...), whose default is the recipe's: this script sets no
 number of its own. The training wall time excludes data loading, the per-epoch
 test evaluation and the first step (graph tracing), which is reported apart.
+
+With ``--checkpoint-dir DIR`` every finished epoch is saved in ``DIR/checkpoint``
+and the same command, run again after the run was stopped, goes on from the last
+finished epoch. The per-epoch history then spans all the processes;
+``epochs_resumed`` says how many epochs an earlier process did, and the process
+figures (``process_cpu_s``, ``wall_time_including_eval_s``) cover only the last.
 """
 
 from __future__ import annotations
@@ -120,12 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deterministic", action="store_true", help="enable op determinism (slower)")
     parser.add_argument("--no-eval-every-epoch", action="store_true")
     parser.add_argument("--out", default=None, help="path of the JSON results")
+    parser.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                        help="save every epoch in DIR/checkpoint and resume from it")
     add_hyperparameter_flags(parser)
     args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("--data-dir or CIFAR10_DIR is required")
 
-    from cifar_tutorial import recipes, runtime
+    from cifar_tutorial import checkpoints, recipes, runtime
     from cifar_tutorial.data import read_image_folder
 
     hyp = hyperparameters_from(args)
@@ -138,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     cpu = _common.describe_cpu()
     print(f"{cpu['cpu_model']}, {cpu['cores_available']} cores, bfloat16: "
           f"{cpu['matrix_extensions']}, precision {precision}", flush=True)
+    checkpoint = checkpoints.open_checkpoint(args.checkpoint_dir)
+    state = checkpoint.read() if checkpoint else None
+    resumed = state["epochs_done"] if state else 0
     load_before = _common.load_average()
     t_start, cpu_start = time.perf_counter(), time.process_time()
     _, history = recipes.train_fast(
@@ -147,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         precision=precision,
         deterministic=args.deterministic,
         eval_every_epoch=not args.no_eval_every_epoch,
+        out_dir=args.checkpoint_dir,
         verbose=1,
         log=lambda line: print(line, flush=True),
     )
@@ -172,9 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         **_common.run_metadata(args.data_dir),
         "args": {**script_args(args), "data_dir": _common.portable_path(args.data_dir),
-                 "out": args.out and _common.portable_path(args.out)},
+                 "out": args.out and _common.portable_path(args.out),
+                 "checkpoint_dir": (args.checkpoint_dir
+                                    and _common.portable_path(args.checkpoint_dir))},
         "hyperparameters": dataclasses.asdict(hyp),
         "history": history.to_dict(),
+        "epochs_resumed": resumed,
         "load_time_s": load_time,
         "wall_time_including_eval_s": wall_total,
         "loadavg_before": load_before,

@@ -1,0 +1,49 @@
+"""bench/fast_recipe.py: with --checkpoint-dir a run started again goes on from its checkpoint."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """The script as a module, loaded as it runs: with ``bench/`` first on ``sys.path``."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("fast_recipe", ROOT / "bench" / "fast_recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fast_recipe"] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        for name in ("fast_recipe", "_common"):
+            sys.modules.pop(name, None)
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_a_second_run_resumes_from_the_checkpoint(bench, tiny_folder: Path,
+                                                   tmp_path: Path, capsys) -> None:
+    checkpoint = tmp_path / "run"
+    argv = ["--data-dir", str(tiny_folder), "--epochs", "2", "--batch-size", "40",
+            "--widths", "8,8,8", "--checkpoint-dir", str(checkpoint)]
+    assert bench.main([*argv, "--out", str(tmp_path / "first.json")]) == 0
+    first = json.loads((tmp_path / "first.json").read_text())
+    assert first["epochs_resumed"] == 0
+    assert json.loads((checkpoint / "checkpoint" / "state.json").read_text())["epochs_done"] == 2
+
+    capsys.readouterr()
+    # The same command again finds both epochs done: it trains nothing and says so.
+    assert bench.main([*argv, "--out", str(tmp_path / "second.json")]) == 0
+    second = json.loads((tmp_path / "second.json").read_text())
+    assert "Resum" in capsys.readouterr().out
+    assert second["epochs_resumed"] == 2
+    assert second["history"]["records"] == first["history"]["records"]
+    recorded = second["args"]["checkpoint_dir"]
+    assert recorded and not Path(recorded).is_absolute()
