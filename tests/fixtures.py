@@ -10,10 +10,14 @@ The pytest fixtures built on these (``tiny_folder``, ``tiny_data``, ...) are in
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import shutil
 import socket
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,30 @@ CIFAR_CLASSES: tuple[str, ...] = (
     "dog", "frog", "horse", "ship", "truck",
 )
 """CIFAR-10's class names in label order (kept here so fixtures need no TensorFlow)."""
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@contextlib.contextmanager
+def bench_script(name: str) -> Iterator[ModuleType]:
+    """``bench/<name>.py`` as a module, loaded as it runs: with ``bench/`` first on ``sys.path``.
+
+    On leaving, the module and the bench modules it imported are forgotten.
+    """
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        for loaded in [key for key, value in sys.modules.items()
+                       if getattr(value, "__file__", None)
+                       and Path(value.__file__).parent == BENCH]:
+            sys.modules.pop(loaded, None)
+        sys.modules.pop(name, None)
+        sys.path.remove(str(BENCH))
 
 
 def make_image_folder(

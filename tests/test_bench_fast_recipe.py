@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.fixtures import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    """The script as a module, loaded as it runs: with ``bench/`` first on ``sys.path``."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("fast_recipe", ROOT / "bench" / "fast_recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fast_recipe"] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("fast_recipe") as module:
         yield module
-    finally:
-        for name in ("fast_recipe", "_common"):
-            sys.modules.pop(name, None)
-        sys.path.remove(str(ROOT / "bench"))
 
 
 def test_a_second_run_resumes_from_the_checkpoint(bench, tiny_folder: Path,

@@ -4,30 +4,17 @@ recipe's flags it shares with bench/fast_recipe.py."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.fixtures import bench_script
 
 
 @pytest.fixture(scope="module")
 def profile():
-    """The script as a module, loaded as it runs: with ``bench/`` first on ``sys.path``."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("profile_step",
-                                                  ROOT / "bench" / "profile_step.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["profile_step"] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("profile_step") as module:
         yield module
-    finally:
-        for name in ("profile_step", "fast_recipe"):
-            sys.modules.pop(name, None)
-        sys.path.remove(str(ROOT / "bench"))
 
 
 @pytest.mark.parametrize("label, group", [
