@@ -59,13 +59,18 @@ def conv_layer_names(model: keras.Model) -> list[str]:
 def _extractor(model: keras.Model, layer_name: str | None = None) -> keras.Model:
     """A model from the input of ``model`` to its logits, or to ``[output of layer_name, logits]``.
 
-    The logits are the model's output, or the input of its last layer when that is
-    a probability head. A functional model is cut at its own graph, as keras.io's
-    Grad-CAM example does; a ``Sequential`` model is chained again layer by layer
-    first, since a loaded one may hold several call graphs and only a fresh chain
-    links the layer to the logits.
+    The logits are the model's output when it ends in logits. When it ends in a
+    softmax, they are what that softmax is applied to: the input of a probability
+    head (:class:`~cifar_tutorial.models.OutputNormalization`), or the value of a
+    last ``Dense`` layer before its activation (``Dense(10, activation="softmax")``,
+    as chapter 7 writes the seed CNN). A functional model is cut at its own graph, as
+    keras.io's Grad-CAM example does; a ``Sequential`` model is chained again layer by
+    layer first, since a loaded one may hold several call graphs and only a fresh
+    chain links the layer to the logits.
     """
-    body = model.layers if outputs_logits(model) else model.layers[:-1]  # no probability head
+    logits_out = outputs_logits(model)
+    last = model.layers[-1]
+    body = model.layers if logits_out else model.layers[:-1]
     if layer_name is not None and layer_name not in [layer.name for layer in body]:
         raise ValueError(f"model {model.name!r} has no layer {layer_name!r} before its logits; "
                          f"its convolutions are {', '.join(conv_layer_names(model)) or 'none'}")
@@ -74,14 +79,23 @@ def _extractor(model: keras.Model, layer_name: str | None = None) -> keras.Model
         x, outputs = inputs, {}
         for layer in body:
             x = outputs[layer.name] = layer(x)
-        logits = x
     else:
-        inputs = model.inputs
-        logits = model.outputs[0] if outputs_logits(model) else model.layers[-1].input
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        x = model.outputs[0] if logits_out else last.input
         outputs = {layer_name: model.get_layer(layer_name).output} if layer_name else {}
+    logits = x if logits_out else _before_softmax(last, x)
     if layer_name is None:
         return keras.Model(inputs, logits)
     return keras.Model(inputs, [outputs[layer_name], logits])
+
+
+def _before_softmax(last: keras.layers.Layer, x):
+    """The logits that ``last``, a model's probability-producing last layer, turns into
+    probabilities, given its input ``x``."""
+    if isinstance(last, keras.layers.Dense):  # the layer's own z = x W + b, before its softmax
+        z = keras.ops.matmul(x, last.kernel)
+        return z + last.bias if last.use_bias else z
+    return x  # a head without weights (OutputNormalization): its input is the logits
 
 
 def _unit_images(images: np.ndarray) -> tf.Tensor:

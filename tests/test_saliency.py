@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cifar_tutorial import fastnet, models, saliency
 from cifar_tutorial.recipes import FastHyperparameters
@@ -140,3 +141,40 @@ def test_saved_and_functional_models(tmp_path: Path) -> None:
         saliency.grad_cam(seed, x, layer="nope")
     with pytest.raises(ValueError, match="one class per image"):
         saliency.grad_cam(seed, x, classes=[1, 2, 3])
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_a_dense_softmax_head_is_explained_by_its_logits(functional: bool) -> None:
+    """Chapter 7 ends the seed CNN in ``Dense(10, activation="softmax")``: the score is that
+    layer's value before the softmax, not a unit of the layer before it."""
+    keras.utils.set_random_seed(0)
+    layers = [keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten(),
+              keras.layers.Dense(6, activation="relu"),
+              keras.layers.Dense(3, activation="softmax")]
+    if functional:
+        inputs = keras.Input((8, 8, 3))
+        x = inputs
+        for layer in layers:
+            x = layer(x)
+        model = keras.Model(inputs, x)
+    else:
+        model = keras.Sequential([keras.Input((8, 8, 3)), *layers])
+    images = np.random.default_rng(1).random((4, 8, 8, 3)).astype(np.float32)
+    hidden = keras.Model(model.inputs[0], model.layers[-2].output)(images)
+    head = model.layers[-1]
+    logits = (hidden @ head.kernel + head.bias).numpy()
+    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), model(images).numpy(),
+                               rtol=1e-5)
+    scores = saliency._extractor(model)(images).numpy()
+    assert scores.shape == (4, 3)
+    np.testing.assert_allclose(scores, logits, rtol=1e-5, atol=1e-6)
+    # The map of class 0 is the input gradient of logit 0, whatever the other logits do.
+    x = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = keras.Model(model.inputs[0], model.layers[-2].output)(x) @ head.kernel + head.bias
+        score = z[:, 0]
+    grads = np.abs(tape.gradient(score, x).numpy()).max(axis=-1)
+    expected = grads / grads.reshape(4, -1).max(axis=1)[:, None, None]
+    np.testing.assert_allclose(saliency.gradient_saliency(model, images, classes=[0] * 4),
+                               expected, rtol=1e-5, atol=1e-6)
