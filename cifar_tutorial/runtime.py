@@ -207,6 +207,8 @@ def speed_probe(seconds: float = 1.0) -> float:
 def _minutes(minutes: float) -> str:
     if minutes < 1:
         return "under a minute"
+    if minutes >= 100:  # "about 2.2 hours", short enough for the setup line's width
+        return f"about {minutes / 60:.1f} hours"
     rounded = round(minutes) if minutes >= 3 else round(minutes, 1)
     return f"about {rounded:g} minute" + ("" if rounded == 1 else "s")
 

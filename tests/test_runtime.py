@@ -45,6 +45,9 @@ def test_describe_run_speaks_to_readers(mode, monkeypatch) -> None:
     assert runtime.QUICK_ENV in full and "tasks.py lab --quick" in full
     assert "under a minute" in runtime.describe_run(0.5)
     assert "about 1 minute " in runtime.describe_run(1)
+    long = runtime.describe_run(150)  # chapter 11 with the training of its three models
+    assert "Full run: about 2.5 hours on 2 cores" in long and "about 75 minutes." in long
+    assert max(len(line) for line in long.splitlines()) <= 80
     amx = runtime.describe_run(4, "xeon-amx")
     assert runtime.MACHINES["xeon-amx"].name in amx
     mode("quick")
