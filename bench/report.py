@@ -141,12 +141,18 @@ FIGURE_RUNS = ("peer_airbench_seed1.json", "fast_recipe_9.9ep_fused_seed0.json",
                "fast_recipe_22ep_seed0.json", "fast_recipe_22ep_seed1.json")
 
 
+#: The file code of the recipe's plain runs on the original images
+#: (``fast_recipe_9.9ep_original_seed<S>.json``): a name of the data, not a change to the recipe.
+ORIGINAL_CODE = "original"
+
+
 def equal_epoch_runs(results: Path = RESULTS, original: bool | None = False,
                      ) -> tuple[list[Run], list[Run], list[Run]]:
     """Our recipe at 9.9 epochs, the reference (9.9 epochs), and our one-change variants.
 
     The files follow ``bench/fast_recipe.py``'s names: ``fast_recipe_9.9ep_seed<S>.json``
-    for the recipe as the book gives it, ``fast_recipe_9.9ep_<change>_seed<S>.json`` for
+    (or ``fast_recipe_9.9ep_original_seed<S>.json``, :data:`ORIGINAL_CODE`) for the recipe
+    as the book gives it, ``fast_recipe_9.9ep_<change>_seed<S>.json`` for
     a run with one setting changed (an ablation). ``original`` keeps the runs on one
     data: ``False`` the JPEG copy (every run the page shows so far), ``True`` the
     original images, ``None`` all of them.
@@ -154,10 +160,13 @@ def equal_epoch_runs(results: Path = RESULTS, original: bool | None = False,
     def keep(runs: list[Run]) -> list[Run]:
         return [r for r in runs if original is None or r.original is original]
 
-    ours = keep([load_ours(p) for p in sorted(results.glob("fast_recipe_9.9ep_seed*.json"))])
+    plain = [p for name in ("9.9ep", f"9.9ep_{ORIGINAL_CODE}")
+             for p in sorted(results.glob(f"fast_recipe_{name}_seed*.json"))]
+    ours = keep([load_ours(p) for p in plain])
     reference = keep([load_peer(p) for p in sorted(results.glob("peer_airbench_seed*.json"))])
-    codes = sorted({p.name.removeprefix("fast_recipe_").rsplit("_seed", 1)[0]
-                    for p in results.glob("fast_recipe_9.9ep_*_seed*.json")})
+    codes = {p.name.removeprefix("fast_recipe_").rsplit("_seed", 1)[0]
+             for p in results.glob("fast_recipe_9.9ep_*_seed*.json")}
+    codes = sorted(codes - {f"9.9ep_{ORIGINAL_CODE}"})
     variants = keep([run for code in codes for run in load_coded_runs(code, results)])
     return ours, reference, variants
 

@@ -88,6 +88,13 @@ def test_the_tables_keep_the_jpeg_copy_and_the_original_images_apart(report,
     assert [r.file for r in report.equal_epoch_runs(tmp_path, original=True)[2]] == [
         "fast_recipe_9.9ep_png_seed0.json"]
     assert len(report.equal_epoch_runs(tmp_path, original=None)[2]) == 1
+    # The recipe's plain runs on the original images are named by their data, not a change.
+    _ours(tmp_path / "fast_recipe_9.9ep_original_seed0.json", 0, acc, data=ORIGINAL)
+    ours_original, _, variants_original = report.equal_epoch_runs(tmp_path, original=True)
+    assert [r.file for r in ours_original] == ["fast_recipe_9.9ep_original_seed0.json"]
+    assert [r.file for r in variants_original] == ["fast_recipe_9.9ep_png_seed0.json"]
+    assert [r.file for r in report.equal_epoch_runs(tmp_path)[0]] == [
+        "fast_recipe_9.9ep_seed0.json"]
     lossy = report.lossy_copy_table(reference)
     assert lossy[3] == "| measured here, mean of 1 seeds | lossy JPEG copy | 90.5% |"
     assert lossy[4] == "| **what the copy costs** |  | **-3.5 points** |"
