@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = _common.describe_cpu()
     print(f"{cpu['cpu_model']}, {cpu['cores_available']} cores, bfloat16: "
           f"{cpu['matrix_extensions']}, precision {precision}", flush=True)
-    checkpoint = checkpoints.open_checkpoint(args.checkpoint_dir)
-    state = checkpoint.read() if checkpoint else None
-    resumed = state["epochs_done"] if state else 0
+    resumed = checkpoints.epochs_saved(args.checkpoint_dir) if args.checkpoint_dir else 0
     load_before = _common.load_average()
     t_start, cpu_start = time.perf_counter(), time.process_time()
     _, history = recipes.train_fast(

@@ -33,7 +33,8 @@ from typing import Any
 from cifar_tutorial.errors import CheckpointError, TrainingInterrupted
 from cifar_tutorial.records import atomic_save, atomic_write_json, check_output_folder
 
-__all__ = ["CHECKPOINT_DIR", "LOAD_ERRORS", "Checkpoint", "interrupted", "open_checkpoint"]
+__all__ = ["CHECKPOINT_DIR", "LOAD_ERRORS", "Checkpoint", "epochs_saved", "interrupted",
+           "open_checkpoint"]
 
 CHECKPOINT_DIR = "checkpoint"
 """The folder, inside a run's output folder, that holds its :class:`Checkpoint`."""
@@ -209,6 +210,18 @@ class Checkpoint:
 
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def epochs_saved(out_dir) -> int:
+    """Finished epochs in the checkpoint of the run in ``out_dir``.
+
+    0 when there is none, or when it cannot be read: training then says why.
+    """
+    try:
+        state = Checkpoint(Path(out_dir) / CHECKPOINT_DIR).read()
+    except CheckpointError:
+        return 0
+    return int(state["epochs_done"]) if state else 0
 
 
 def open_checkpoint(out_dir, strategy=None) -> Checkpoint | None:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar_tutorial import errors, records
-from cifar_tutorial.checkpoints import CHECKPOINT_DIR, Checkpoint
+from cifar_tutorial.checkpoints import CHECKPOINT_DIR, epochs_saved
 from cifar_tutorial.errors import UsageError
 
 EXIT_BUG = 1
@@ -456,15 +456,6 @@ def _check_fast_options(args: argparse.Namespace) -> None:
                          f"{'it' if len(given) == 1 else 'them'} out")
 
 
-def _epochs_saved(out: Path) -> int:
-    """Finished epochs in ``out``'s checkpoint (0 if none or unreadable: training says why)."""
-    try:
-        state = Checkpoint(out / CHECKPOINT_DIR).read()
-    except errors.CheckpointError:
-        return 0
-    return int(state["epochs_done"]) if state else 0
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Run ``train``: data, model, training, evaluation, files.
 
@@ -501,7 +492,7 @@ def _train_and_write(args: argparse.Namespace, out: Path, strategy) -> int:
     data = _load_data(args, args.seed)
     print(data.summary(), flush=True)
     train.check_training_args(epochs, batch_size, len(data.y_train))
-    resumed = 0 if args.no_resume else _epochs_saved(out)
+    resumed = 0 if args.no_resume else epochs_saved(out)
     started = time.perf_counter()
     if args.model == "fast":
         hyp = recipes.FastHyperparameters(epochs=epochs, batch_size=batch_size)

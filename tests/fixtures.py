@@ -17,8 +17,8 @@ import shutil
 import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from types import ModuleType
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -49,7 +49,6 @@ def bench_script(name: str) -> Iterator[ModuleType]:
                        if getattr(value, "__file__", None)
                        and Path(value.__file__).parent == BENCH]:
             sys.modules.pop(loaded, None)
-        sys.modules.pop(name, None)
         sys.path.remove(str(BENCH))
 
 

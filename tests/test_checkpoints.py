@@ -157,3 +157,14 @@ def test_the_command_line_says_which_file_and_how_to_go_on(tmp_path: Path, capsy
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and EPOCH_1 in lines[0] and "--no-resume" in lines[0]
     assert cli.main(argv(2, "--no-resume")) == 0
+
+
+def test_epochs_saved_reads_the_state_and_says_zero_when_it_cannot(tmp_path: Path) -> None:
+    assert checkpoints.epochs_saved(tmp_path / "never-trained") == 0
+    folder = tmp_path / "run" / checkpoints.CHECKPOINT_DIR
+    folder.mkdir(parents=True)
+    (folder / "state.json").write_text(json.dumps(
+        {"epochs_done": 3, "weights": "epoch-0003.npz", "history": {"records": []}}))
+    assert checkpoints.epochs_saved(tmp_path / "run") == 3
+    (folder / "state.json").write_text("{not json")
+    assert checkpoints.epochs_saved(tmp_path / "run") == 0
