@@ -545,7 +545,8 @@ def gradient_norms(
     """The global gradient norm at every training step, on a log scale (chapter 8).
 
     Up to five runs share a panel (with the clipping line, six legend entries);
-    more go into further panels, one above the other.
+    more go into further panels, one above the other. Each panel's key sits above
+    it, outside the data.
 
     Parameters
     ----------
@@ -581,9 +582,12 @@ def gradient_norms(
         ax.set_ylabel("global gradient norm")
         ax.grid(alpha=0.3)
         integer_ticks(ax)
-        ax.legend()
+        # The key sits above the panel, where it hides no step.
+        entries = len(ax.get_legend_handles_labels()[0])
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(3, entries),
+                  frameon=False, borderaxespad=0.2)
     if title:
-        axes[0].set_title(title)
+        fig.suptitle(title)
     return fig
 
 

@@ -378,6 +378,21 @@ def test_gradient_norms_figure() -> None:
     assert [len(m.get_xdata()) for m in markers] == [1, 1]
 
 
+@pytest.mark.parametrize("runs", [1, 3, 7])
+def test_gradient_norm_keys_sit_above_the_panels(runs: int) -> None:
+    rng = np.random.default_rng(0)
+    norms = {f"head {i}": rng.random(300) * 10 + 0.1 for i in range(runs)}
+    fig = plots.gradient_norms(norms, clip_norm=1.0, title="First epoch")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for ax in fig.axes:
+        key = ax.get_legend().get_window_extent(renderer)
+        panel = ax.get_window_extent(renderer)
+        assert key.y0 >= panel.y1 - 1
+        assert not _overlaps(key, fig._suptitle.get_window_extent(renderer))
+        assert key.y1 <= fig.bbox.y1 and key.x1 <= fig.bbox.x1 + 1
+
+
 def test_gradient_norms_accepts_one_sequence_without_threshold() -> None:
     fig = plots.gradient_norms([1.0, 0.5, 0.25])
     (ax,) = fig.axes
