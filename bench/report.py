@@ -7,6 +7,7 @@ provenance table of the files the page quotes first (``tests/test_bench_report.p
 checks that the page holds exactly these lines), and draws the figure::
 
     .venv/bin/python bench/report.py                       # the tables
+    .venv/bin/python bench/report.py --page chapters/benchmarks.md   # into the page
     .venv/bin/python bench/report.py --figure chapters/images/time_to_accuracy.png
 
 Runs of our recipe are ``fast_recipe_*.json`` (``bench/fast_recipe.py``, read with
@@ -15,7 +16,9 @@ of the reference are ``peer_airbench_*.json`` (``bench/peer_airbench.py``), and 
 seed CNN's are in ``seed_cnn.json`` (``bench/seed_cnn.py``); the profiles of the
 recipe's step are ``profile_step_*.json`` (``bench/profile_step.py``). Every file is
 strict JSON with the provenance of ``bench/_common.py``'s ``run_metadata``, which
-:func:`provenance_table` prints.
+:func:`provenance_table` prints. The page compares runs on the original images;
+the runs on the lossy JPEG copy appear only where it measures what the copy costs
+(:func:`lossy_copy_table`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Run:
     change: str = ""  # what a one-change run changed, in words ("" for the recipe itself)
     original: bool | None = None  # the original images (True), the JPEG copy (False)
     machine: str = NOT_RECORDED  # the CPU in short, as the tables name it beside a time
+    cores: float | None = None  # CPU seconds per second of training (:func:`cores_busy`)
 
 
 def short_cpu(machine: dict, generation: bool = False) -> str:
@@ -97,7 +101,7 @@ def load_ours(path: Path) -> Run:
                int(row["batch_size"]), row["precision"], row["train_min"] * 60,
                row["images_per_s"], accuracy, list(zip(row["curve_min"], row["curve_acc"])),
                machine.get("matrix_extensions"), original=(d.get("data") or {}).get("original"),
-               machine=short_cpu(machine))
+               machine=short_cpu(machine), cores=cores_busy(d))
 
 
 def load_peer(path: Path) -> Run:
@@ -111,14 +115,8 @@ def load_peer(path: Path) -> Run:
     return Run("airbench94 (reference)", path.name, int(d["seed"]), float(d["epochs"]),
                int(d["batch_size"]), "float32", float(d["train_time_s"]),
                float(d["images_per_s"]), accuracy, curve, d["machine"].get("matrix_extensions"),
-               original=(d.get("data") or {}).get("original"), machine=short_cpu(d["machine"]))
-
-
-def load_runs(results: Path = RESULTS, pattern: str = "*") -> list[Run]:
-    """Every recorded run of our recipe and of the reference whose name matches ``pattern``."""
-    runs = [load_ours(p) for p in sorted(results.glob(f"fast_recipe_{pattern}.json"))]
-    runs += [load_peer(p) for p in sorted(results.glob(f"peer_airbench_{pattern}.json"))]
-    return runs
+               original=(d.get("data") or {}).get("original"), machine=short_cpu(d["machine"]),
+               cores=cores_busy(d))
 
 
 def load_coded_runs(code: str, results: Path = RESULTS) -> list[Run]:
@@ -129,16 +127,9 @@ def load_coded_runs(code: str, results: Path = RESULTS) -> list[Run]:
             for p in sorted(results.glob(f"fast_recipe_{code}_seed*.json"))]
 
 
-#: The file code of the runs that spend about 30 minutes of training on the Zen 5
-#: (``fast_recipe_22ep_seed*``).
-LONG_RUNS = "22ep"
-
-#: The same on the AMX Xeon: airbench95's wider network and learning rate for 14 epochs.
-AMX_LONG_RUNS = ("14ep_wide",)
-
-#: The runs the figure draws: timed on one machine, one after the other, each alone on it.
-FIGURE_RUNS = ("peer_airbench_seed1.json", "fast_recipe_9.9ep_fused_seed0.json",
-               "fast_recipe_22ep_seed0.json", "fast_recipe_22ep_seed1.json")
+#: The runs the time-to-accuracy figure draws: on the original images, timed on one
+#: machine, one after the other, each alone on it. None is recorded yet.
+FIGURE_RUNS: tuple[str, ...] = ()
 
 
 #: The file code of the recipe's plain runs on the original images
@@ -146,16 +137,17 @@ FIGURE_RUNS = ("peer_airbench_seed1.json", "fast_recipe_9.9ep_fused_seed0.json",
 ORIGINAL_CODE = "original"
 
 
-def equal_epoch_runs(results: Path = RESULTS, original: bool | None = False,
+def equal_epoch_runs(results: Path = RESULTS, original: bool | None = True,
                      ) -> tuple[list[Run], list[Run], list[Run]]:
     """Our recipe at 9.9 epochs, the reference (9.9 epochs), and our one-change variants.
 
     The files follow ``bench/fast_recipe.py``'s names: ``fast_recipe_9.9ep_seed<S>.json``
     (or ``fast_recipe_9.9ep_original_seed<S>.json``, :data:`ORIGINAL_CODE`) for the recipe
     as the book gives it, ``fast_recipe_9.9ep_<change>_seed<S>.json`` for
-    a run with one setting changed (an ablation). ``original`` keeps the runs on one
-    data: ``False`` the JPEG copy (every run the page shows so far), ``True`` the
-    original images, ``None`` all of them.
+    a run with one setting changed (an ablation); the reference's are
+    ``peer_airbench_seed<S>.json`` or ``peer_airbench_original_seed<S>.json``.
+    ``original`` keeps the runs on one data: ``True`` the original images (the page's
+    comparison), ``False`` the lossy JPEG copy, ``None`` all of them.
     """
     def keep(runs: list[Run]) -> list[Run]:
         return [r for r in runs if original is None or r.original is original]
@@ -163,7 +155,8 @@ def equal_epoch_runs(results: Path = RESULTS, original: bool | None = False,
     plain = [p for name in ("9.9ep", f"9.9ep_{ORIGINAL_CODE}")
              for p in sorted(results.glob(f"fast_recipe_{name}_seed*.json"))]
     ours = keep([load_ours(p) for p in plain])
-    reference = keep([load_peer(p) for p in sorted(results.glob("peer_airbench_seed*.json"))])
+    reference = keep([load_peer(p) for name in ("", f"{ORIGINAL_CODE}_")
+                      for p in sorted(results.glob(f"peer_airbench_{name}seed*.json"))])
     codes = {p.name.removeprefix("fast_recipe_").rsplit("_seed", 1)[0]
              for p in results.glob("fast_recipe_9.9ep_*_seed*.json")}
     codes = sorted(codes - {f"9.9ep_{ORIGINAL_CODE}"})
@@ -177,16 +170,22 @@ def _row(cells: Sequence[str]) -> str:
 
 SHORT_PRECISION = {"mixed_bfloat16": "bfloat16", "float32": "float32"}
 
+#: Below this many cores busy on average (of two), a run waited for the cores: the
+#: tables put its time and speed in parentheses, as not the recipe's.
+ALONE_CORES = 1.9
+
 
 def runs_table(runs: Sequence[Run]) -> list[str]:
     """Markdown lines: one row per run, and the mean of each group of seeds.
 
     The run's name carries its precision and, where it is not 9.9, its epochs, so
-    that the table fits the page; the CPU the run was timed on stands beside its time.
+    that the table fits the page; the CPU the run was timed on stands beside its time,
+    and the time of a run that waited for the cores (:data:`ALONE_CORES`) in parentheses.
     """
     head = ["run", "seed", "batch", "CPU", "training", "images/s", "no TTA", "flip",
             "flip + shift"]
     lines = [_row(head), _row(["---", "---:", "---:", "---"] + ["---:"] * (len(head) - 4))]
+    waited = False
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         groups.setdefault((run.implementation, run.epochs, run.batch_size, run.precision,
@@ -198,13 +197,19 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
         if change:
             label += f", {change}"
         for run in sorted(members, key=lambda r: r.seed):
-            lines.append(_row([
-                label, str(run.seed), str(batch), run.machine, f"{run.train_seconds / 60:.1f} min",
-                f"{run.images_per_s:.0f}", *(f"{run.accuracy[level]:.4f}" for level in LEVELS)]))
+            time, speed = f"{run.train_seconds / 60:.1f} min", f"{run.images_per_s:.0f}"
+            if run.cores is not None and run.cores < ALONE_CORES:
+                time, speed, waited = f"({time})", f"({speed})", True
+            lines.append(_row([label, str(run.seed), str(batch), run.machine, time, speed,
+                               *(f"{run.accuracy[level]:.4f}" for level in LEVELS)]))
         if len(members) > 1:
             mean = {level: statistics.mean(r.accuracy[level] for r in members) for level in LEVELS}
             lines.append(_row([f"**mean of {len(members)}**", "", str(batch), "", "", "",
                                *(f"**{mean[level]:.4f}**" for level in LEVELS)]))
+    if waited:
+        lines += ["", f"(…): the run kept fewer than {ALONE_CORES} of the two cores busy on "
+                  "average (the provenance table's cores busy): it waited for them, and its "
+                  "time and speed are not the recipe's. Its accuracy stands."]
     return lines
 
 
@@ -274,11 +279,15 @@ def profile_table(profiles: Sequence[dict], groups: Sequence[str] = PROFILE_GROU
 
 def seed_cnn_points(results: Path = RESULTS, name: str = "seed_cnn.json") -> list[tuple[float, float]]:
     """(minutes of training, test accuracy) of each recorded 20-epoch run of
-    ``bench/seed_cnn.py``: the seed CNN's, or with ``name="vgg_bn.json"`` the VGG net's."""
+    ``bench/seed_cnn.py`` on the original images: the seed CNN's, or with
+    ``name="vgg_bn.json"`` the VGG net's."""
     path = results / name
     if not path.exists():
         return []
-    return [(r["train_seconds"] / 60, r["test_accuracy"]) for r in read_json(path)["runs"]]
+    d = read_json(path)
+    if not (d.get("data") or {}).get("original"):
+        return []  # the page draws runs on the original images only
+    return [(r["train_seconds"] / 60, r["test_accuracy"]) for r in d["runs"]]
 
 
 def _precision(name: str, d: dict) -> str:
@@ -303,13 +312,18 @@ def _data(data: dict) -> str:
     return f"{name} ({fmt or '?'})"
 
 
-def _cores(d: dict) -> str:
+def cores_busy(d: dict) -> float | None:
     """CPU seconds the run used per second of wall clock while it trained (2.00: both
     of two cores all the time; less: the run waited for them), where it recorded it."""
     records = (d.get("history") or {}).get("records") or []
     per_epoch = [r["cpu_per_wall"] for r in records if r.get("cpu_per_wall") is not None]
     cores = (statistics.mean(per_epoch) if per_epoch
              else d.get("cpu_per_wall_train94") or d.get("step_cores"))
+    return float(cores) if cores else None
+
+
+def _cores(d: dict) -> str:
+    cores = cores_busy(d)
     return f"{cores:.2f}" if cores else NOT_RECORDED
 
 
@@ -366,52 +380,53 @@ def provenance_table(paths: Sequence[Path]) -> list[str]:
     return lines
 
 
-#: airbench94's test accuracy with flip and shift TTA on the original images, as its
-#: authors report it (the mean of many runs on a GPU; Jordan 2024, airbench).
-AIRBENCH94_REPORTED = 0.940
+def lossy_copy_table(ours: Sequence[Run], reference: Sequence[Run]) -> list[str]:
+    """Markdown lines: each implementation's mean test accuracy with flip and shift TTA
+    on the original images and on the lossy JPEG copy, at the same 9.9 epochs, and the
+    difference: what the copy costs. ``ours`` and ``reference`` hold the runs on both
+    data (:func:`equal_epoch_runs` with ``original=None``); an implementation with no
+    run on one of them has no row."""
+    lines = [_row(["9.9 epochs, flip + shift TTA", "original images", "lossy JPEG copy",
+                   "what the copy costs"]),
+             _row(["---", "---:", "---:", "---:"])]
+    for runs in (ours, reference):
+        means = []
+        for original in (True, False):
+            kept = [r.accuracy["flip_shift"] for r in runs if r.original is original]
+            # rounded as printed, so that the difference is that of the numbers shown
+            means.append((round(statistics.mean(kept), 4), len(kept)) if kept else None)
+        if None in means:
+            continue
+        (a, n), (b, m) = means
+        lines.append(_row([runs[0].implementation, f"{a:.4f} ({n} {_seeds(n)})",
+                           f"{b:.4f} ({m} {_seeds(m)})", f"{100 * (b - a):+.2f} points"]))
+    return lines if len(lines) > 2 else []
 
 
-def lossy_copy_table(reference: Sequence[Run]) -> list[str]:
-    """Markdown lines: airbench94 on the original images (reported) and on the JPEG copy
-    (the recorded runs of ``bench/peer_airbench.py`` in ``reference``): what the copy costs."""
-    jpeg = [r for r in reference if r.original is False]
-    if not jpeg:
-        return []
-    measured = round(statistics.mean(r.accuracy["flip_shift"] for r in jpeg), 3)
-    return [_row(["airbench94, 9.9 epochs", "data", "flip + shift TTA"]),
-            _row(["---", "---", "---:"]),
-            _row(["reported by its authors", "original CIFAR-10", f"{AIRBENCH94_REPORTED:.1%}"]),
-            _row([f"measured here, mean of {len(jpeg)} seeds", "lossy JPEG copy",
-                  f"{measured:.1%}"]),
-            _row(["**what the copy costs**", "",
-                  f"**{100 * (measured - AIRBENCH94_REPORTED):+.1f} points**"])]
+def _seeds(n: int) -> str:
+    return "seed" if n == 1 else "seeds"
 
 
 def page_files(results: Path = RESULTS) -> list[Path]:
-    """The result files the book quotes, in the page's order (then the 10-epoch runs that
-    chapter 9 reads itself): the rows of the page's provenance table."""
-    ours, reference, variants = equal_epoch_runs(results)
-    names = ["data_pipeline.json", "seed_cnn.json"]
-    names += [run.file for run in ours + reference + variants]
-    names += [run.file for run in load_runs(results, f"{LONG_RUNS}_seed*")]
+    """The result files the benchmarks page quotes, in the page's order: the rows of
+    its provenance table."""
+    ours, reference, _ = equal_epoch_runs(results, original=None)
+    names = [run.file for run in ours + reference]
     names += [f"profile_step_{name}.json" for name in PROFILES + AMX_PROFILES]
-    names += [run.file for code in AMX_LONG_RUNS for run in load_coded_runs(code, results)]
-    names += ["vgg_bn.json", "fast_recipe_seed0.json", "fast_recipe_seed1.json"]
+    names += list(FIGURE_RUNS)
     return [results / name for name in dict.fromkeys(names) if (results / name).exists()]
 
 
 def page_tables(results: Path = RESULTS) -> list[tuple[str, list[str]]]:
     """Every table of the benchmarks page, named as its markers there name it, in order."""
-    ours, reference, variants = equal_epoch_runs(results)
-    amx_runs = [run for code in AMX_LONG_RUNS for run in load_coded_runs(code, results)]
+    ours, reference, _ = equal_epoch_runs(results, original=True)
+    both = equal_epoch_runs(results, original=None)
     tables = [("provenance", provenance_table(page_files(results))),
-              ("runs", runs_table(ours + reference + variants)),
+              ("runs", runs_table(ours + reference)),
               ("gap", gap_table(ours, reference)),
-              ("lossy copy", lossy_copy_table(reference)),
+              ("lossy copy", lossy_copy_table(both[0], both[1])),
               ("profile", profile_table(load_profiles(results))),
-              ("thirty", runs_table(load_runs(results, f"{LONG_RUNS}_seed*"))),
-              ("amx profile", profile_table(load_profiles(results, AMX_PROFILES))),
-              ("amx runs", runs_table(amx_runs))]
+              ("amx profile", profile_table(load_profiles(results, AMX_PROFILES)))]
     return [(name, lines) for name, lines in tables if len(lines) > 2]
 
 
@@ -442,47 +457,60 @@ def _draw_runs(ax, runs: Sequence[Run], ends: Sequence[tuple[str, Sequence[tuple
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
 
 
-def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]],
-                     amx_runs: Sequence[Run] = (), titles: Sequence[str] = ("", ""),
-                     amx_vgg: Sequence[tuple[float, float]] = ()):
-    """Test accuracy after each epoch against minutes of training, one line per run.
-
-    The seed CNN's runs (and, in the second panel, the VGG net's) are drawn at their
-    end only. With ``amx_runs``, a second panel beside the first draws those runs:
-    times compare only within one panel, whose runs share a machine.
-    """
+def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]] = (),
+                     title: str = ""):
+    """Test accuracy after each epoch against minutes of training, one line per run, on
+    one machine; the seed CNN's runs (``seed_cnn``) are drawn at their end only."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(PAGE_WIDTH, 4.8), layout="constrained")
-    axes = fig.subplots(1, 2 if amx_runs else 1, sharey=True, squeeze=False)[0]
-    colours: dict[tuple[str, float, str], str] = {}  # one colour per recipe in both panels
-    _draw_runs(axes[0], runs, [("seed CNN, 20 epochs (end)", seed_cnn)], titles[0], colours)
-    if amx_runs:
-        vgg = ("VGG net, widths 32/64/128, 20 epochs (end)", amx_vgg)
-        _draw_runs(axes[1], amx_runs, [("", ()), vgg],
-                   titles[1], colours)
-    axes[0].set_ylabel("test accuracy (no TTA)")
+    ax = fig.subplots()
+    _draw_runs(ax, runs, [("seed CNN, 20 epochs (end)", seed_cnn)], title, {})
+    ax.set_ylabel("test accuracy (no TTA)")
     return fig
 
 
+def fill_page(text: str, tables: Sequence[tuple[str, list[str]]]) -> str:
+    """``text`` (the benchmarks page) with each table between its two markers replaced
+    by ``tables``' lines; a table whose markers the page lacks raises ``ValueError``."""
+    for name, lines in tables:
+        start, end = f"<!-- bench/report.py: {name} -->", f"<!-- end of {name} -->"
+        if start not in text or end not in text:
+            raise ValueError(f"the page has no markers for the {name} table: add "
+                             f"{start!r} and {end!r} where it belongs")
+        head, rest = text.split(start, 1)
+        text = head + start + "\n\n" + "\n".join(lines) + "\n\n" + end + rest.split(end, 1)[1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the page's tables between the markers the page has around them; with
-    ``--figure``, also draw the figure there."""
+    """Print the page's tables between the markers the page has around them (with
+    ``--page``, write them into the page there); with ``--figure``, also draw the figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--figure", type=Path, help="write the time-to-accuracy PNG here")
+    parser.add_argument("--page", type=Path,
+                        help="write the tables into this page (chapters/benchmarks.md)")
     args = parser.parse_args(argv)
-    for name, lines in page_tables():
-        print(f"<!-- bench/report.py: {name} -->\n")
-        print("\n".join(lines))
-        print(f"\n<!-- end of {name} -->\n")
+    tables = page_tables()
+    if args.page:
+        try:
+            args.page.write_text(fill_page(args.page.read_text(encoding="utf-8"), tables),
+                                 encoding="utf-8")
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
+        print(f"wrote {len(tables)} tables into {args.page}")
+    else:
+        for name, lines in tables:
+            print(f"<!-- bench/report.py: {name} -->\n")
+            print("\n".join(lines))
+            print(f"\n<!-- end of {name} -->\n")
     if args.figure:
+        if not FIGURE_RUNS:
+            parser.error("no run is chosen for the figure yet (FIGURE_RUNS)")
         runs = [load_peer(RESULTS / name) if name.startswith("peer") else load_ours(RESULTS / name)
                 for name in FIGURE_RUNS]
-        amx_runs = [run for code in AMX_LONG_RUNS for run in load_coded_runs(code)]
-        fig = time_to_accuracy(runs, [], amx_runs,
-                               ("AMD EPYC, family 26 (AVX512-BF16)",
-                                "Intel Xeon, family 6 (AMX-BF16)"),
-                               seed_cnn_points(name="vgg_bn.json"))
+        cpu = read_json(RESULTS / FIGURE_RUNS[0]).get("machine") or {}
+        fig = time_to_accuracy(runs, seed_cnn_points(), short_cpu(cpu, generation=True))
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.figure, dpi=150, bbox_inches="tight")
         print(f"wrote {args.figure}")

@@ -28,7 +28,7 @@ JPEG_COPY = {"name": "cifar10-jpeg", "format": "jpeg", "original": False}
 ORIGINAL = {"name": "cifar10", "format": "png", "original": True}
 
 
-def _ours(path: Path, seed: int, accuracy: dict[str, float], data: dict = JPEG_COPY) -> Path:
+def _ours(path: Path, seed: int, accuracy: dict[str, float], data: dict = ORIGINAL) -> Path:
     records = [{"epoch": e, "test_accuracy": 0.5 + e / 10, "elapsed_seconds": 60.0 * e,
                 "cpu_per_wall": 1.9} for e in (1, 2)]
     summary = {"epochs": 9.9, "batch_size": 512, "precision": "float32", "steps": 10,
@@ -39,7 +39,7 @@ def _ours(path: Path, seed: int, accuracy: dict[str, float], data: dict = JPEG_C
     return path
 
 
-def _peer(path: Path, seed: int, accuracy: Sequence[float], data: dict = JPEG_COPY) -> Path:
+def _peer(path: Path, seed: int, accuracy: Sequence[float], data: dict = ORIGINAL) -> Path:
     per_epoch = [{"test_acc": 0.6, "train_time_s": 30.0}, {"test_acc": 0.7, "train_time_s": 30.0}]
     path.write_text(json.dumps({
         "seed": seed, "epochs": 9.9, "batch_size": 1024, "train_steps": 5, "train_time_s": 60.0,
@@ -75,30 +75,51 @@ def test_tables_and_gap_of_both_implementations(report, tmp_path: Path) -> None:
     assert len(fig.axes[0].get_legend().get_texts()) == 3  # seeds share their line's entry
 
 
+def test_a_run_that_waited_for_the_cores_shows_its_time_in_parentheses(report,
+                                                                      tmp_path: Path) -> None:
+    _ours(tmp_path / "fast_recipe_9.9ep_original_seed0.json", 0,
+          {"none": 0.93, "flip": 0.94, "flip_shift": 0.945})
+    waited = _peer(tmp_path / "peer_airbench_original_seed0.json", 0, [0.93, 0.935, 0.94])
+    ours, reference, _ = report.equal_epoch_runs(tmp_path)
+    assert report.runs_table(ours + reference)[-1].startswith("| airbench94")  # no note yet
+    record = json.loads(waited.read_text())
+    record["cpu_per_wall_train94"] = 1.22
+    waited.write_text(json.dumps(record))
+    ours, reference, _ = report.equal_epoch_runs(tmp_path)
+    assert reference[0].cores == pytest.approx(1.22)
+    table = report.runs_table(ours + reference)
+    assert "| 2.0 min | 43 |" in table[2]  # 1.9 cores busy: alone on the machine
+    assert "| (1.0 min) | (85) |" in table[3]
+    assert table[-1].startswith("(…): the run kept fewer than 1.9 of the two cores busy")
+
+
 def test_the_tables_keep_the_jpeg_copy_and_the_original_images_apart(report,
                                                                     tmp_path: Path) -> None:
     acc = {"none": 0.93, "flip": 0.94, "flip_shift": 0.945}
-    _ours(tmp_path / "fast_recipe_9.9ep_seed0.json", 0, acc)
-    _ours(tmp_path / "fast_recipe_9.9ep_png_seed0.json", 0, acc, data=ORIGINAL)
-    _peer(tmp_path / "peer_airbench_seed0.json", 0, [0.90, 0.904, 0.905])
-    ours, reference, variants = report.equal_epoch_runs(tmp_path)
-    assert [r.file for r in ours + reference] == ["fast_recipe_9.9ep_seed0.json",
-                                                   "peer_airbench_seed0.json"]
-    assert variants == []  # the run on the original images is not an ablation of the copy's
-    assert [r.file for r in report.equal_epoch_runs(tmp_path, original=True)[2]] == [
-        "fast_recipe_9.9ep_png_seed0.json"]
-    assert len(report.equal_epoch_runs(tmp_path, original=None)[2]) == 1
+    _ours(tmp_path / "fast_recipe_9.9ep_seed0.json", 0, acc, data=JPEG_COPY)
+    _ours(tmp_path / "fast_recipe_9.9ep_seed1.json", 1, acc, data=JPEG_COPY)
+    _ours(tmp_path / "fast_recipe_9.9ep_b1024_seed0.json", 0, acc, data=JPEG_COPY)
+    _peer(tmp_path / "peer_airbench_seed0.json", 0, [0.90, 0.904, 0.905], data=JPEG_COPY)
+    # The page compares the runs on the original images only.
+    assert report.equal_epoch_runs(tmp_path) == ([], [], [])
+    assert report.lossy_copy_table(*report.equal_epoch_runs(tmp_path, original=None)[:2]) == []
     # The recipe's plain runs on the original images are named by their data, not a change.
-    _ours(tmp_path / "fast_recipe_9.9ep_original_seed0.json", 0, acc, data=ORIGINAL)
-    ours_original, _, variants_original = report.equal_epoch_runs(tmp_path, original=True)
-    assert [r.file for r in ours_original] == ["fast_recipe_9.9ep_original_seed0.json"]
-    assert [r.file for r in variants_original] == ["fast_recipe_9.9ep_png_seed0.json"]
-    assert [r.file for r in report.equal_epoch_runs(tmp_path)[0]] == [
-        "fast_recipe_9.9ep_seed0.json"]
-    lossy = report.lossy_copy_table(reference)
-    assert lossy[3] == "| measured here, mean of 1 seeds | lossy JPEG copy | 90.5% |"
-    assert lossy[4] == "| **what the copy costs** |  | **-3.5 points** |"
-    assert report.lossy_copy_table([]) == []
+    _ours(tmp_path / "fast_recipe_9.9ep_original_seed0.json", 0,
+          {"none": 0.935, "flip": 0.94, "flip_shift": 0.9412})
+    _peer(tmp_path / "peer_airbench_original_seed0.json", 0, [0.93, 0.935, 0.9400])
+    ours, reference, variants = report.equal_epoch_runs(tmp_path)
+    assert [r.file for r in ours + reference] == ["fast_recipe_9.9ep_original_seed0.json",
+                                                   "peer_airbench_original_seed0.json"]
+    assert variants == []  # the JPEG copy's ablation stays out
+    jpeg = report.equal_epoch_runs(tmp_path, original=False)
+    assert [len(runs) for runs in jpeg] == [2, 1, 1]
+    both = report.equal_epoch_runs(tmp_path, original=None)
+    lossy = report.lossy_copy_table(both[0], both[1])
+    assert lossy[2] == ("| fast recipe (ours) | 0.9412 (1 seed) | 0.9450 (2 seeds) "
+                        "| +0.38 points |")
+    assert lossy[3] == ("| airbench94 (reference) | 0.9400 (1 seed) | 0.9050 (1 seed) "
+                        "| -3.50 points |")
+    assert report.lossy_copy_table(ours, reference) == []  # one data only: no row
 
 
 def test_the_page_shows_the_recorded_comparison(report) -> None:
@@ -151,14 +172,8 @@ def test_the_page_shows_the_recorded_profiles(report) -> None:
     _assert_on_page(report.profile_table(profiles), "profile table")
 
 
-def test_the_page_shows_the_thirty_minute_runs(report) -> None:
-    runs = report.load_runs(pattern=f"{report.LONG_RUNS}_seed*")
-    if not runs:
-        pytest.skip("bench/results holds no 30-minute run yet")
-    _assert_on_page(report.runs_table(runs), "table of the 30-minute runs")
-
-
-def test_coded_runs_name_their_change_and_the_figure_splits_by_machine(report, tmp_path: Path) -> None:
+def test_coded_runs_name_their_change_and_the_figure_draws_one_machine(report,
+                                                                      tmp_path: Path) -> None:
     acc = {"none": 0.9, "flip": 0.91, "flip_shift": 0.92}
     _ours(tmp_path / "fast_recipe_14ep_wide_seed0.json", 0, acc)
     _ours(tmp_path / "fast_recipe_14ep_wide_seed1.json", 1, acc)
@@ -170,26 +185,25 @@ def test_coded_runs_name_their_change_and_the_figure_splits_by_machine(report, t
     assert report.runs_table(wide)[2].startswith(
         "| fast recipe (ours), float32, widths 128/384/384, lr 10 | 0 |")
     assert report.load_coded_runs("99ep", tmp_path) == []
-    (tmp_path / "vgg_bn.json").write_text(json.dumps({"runs": [{"train_seconds": 120.0,
-                                                                  "test_accuracy": 0.8}]}))
-    assert report.seed_cnn_points(tmp_path, "vgg_bn.json") == [(2.0, 0.8)]
-    fig = report.time_to_accuracy(plain, [(6.0, 0.61)], wide, ("one", "other"), [(9.0, 0.8)])
-    left, right = fig.axes
-    assert [left.get_title(), right.get_title()] == ["one", "other"]
-    assert len(left.get_legend().get_texts()) == 2  # the run and the seed CNN
-    assert [t.get_text() for t in right.get_legend().get_texts()] == [
+    runs = [{"train_seconds": 120.0, "test_accuracy": 0.6}]
+    (tmp_path / "seed_cnn.json").write_text(json.dumps({"data": ORIGINAL, "runs": runs}))
+    (tmp_path / "vgg_bn.json").write_text(json.dumps({"data": JPEG_COPY, "runs": runs}))
+    assert report.seed_cnn_points(tmp_path) == [(2.0, 0.6)]
+    assert report.seed_cnn_points(tmp_path, "vgg_bn.json") == []  # the JPEG copy's
+    fig = report.time_to_accuracy(plain + wide, [(2.0, 0.6)], "AMD EPYC (family 25)")
+    (ax,) = fig.axes
+    assert ax.get_title() == "AMD EPYC (family 25)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "fast recipe (ours), 9.9 epochs",
         "fast recipe (ours), 9.9 epochs,\nwidths 128/384/384, lr 10",  # two seeds, one entry
-        "VGG net, widths 32/64/128, 20 epochs (end)"]
-    assert len(report.time_to_accuracy(plain, []).axes) == 1
+        "seed CNN, 20 epochs (end)"]
 
 
-def test_the_page_shows_the_amx_profiles_and_runs(report) -> None:
+def test_the_page_shows_the_amx_profiles(report) -> None:
     profiles = report.load_profiles(names=report.AMX_PROFILES)
-    runs = [run for code in report.AMX_LONG_RUNS for run in report.load_coded_runs(code)]
-    if not profiles and not runs:
+    if not profiles:
         pytest.skip("bench/results holds nothing timed on the AMX Xeon yet")
     _assert_on_page(report.profile_table(profiles), "profile table of the AMX Xeon")
-    _assert_on_page(report.runs_table(runs), "table of the AMX Xeon's runs")
 
 
 def test_the_page_shows_the_provenance_of_every_file_it_quotes(report) -> None:
@@ -209,6 +223,17 @@ def test_the_page_shows_every_table_between_its_markers(report) -> None:
         between = page.split(start, 1)[1].split(end, 1)[0]
         assert between.strip() == "\n".join(lines), (
             f"chapters/benchmarks.md differs from bench/report.py's {name} table; paste its output")
+
+
+def test_fill_page_replaces_what_stands_between_the_markers(report) -> None:
+    page = ("intro\n<!-- bench/report.py: gap -->\n\nold | row\n\n<!-- end of gap -->\n"
+            "after\n")
+    filled = report.fill_page(page, [("gap", ["| a |", "| b |"])])
+    assert filled == ("intro\n<!-- bench/report.py: gap -->\n\n| a |\n| b |\n\n"
+                      "<!-- end of gap -->\nafter\n")
+    assert report.fill_page(filled, [("gap", ["| a |", "| b |"])]) == filled
+    with pytest.raises(ValueError, match="no markers for the runs table"):
+        report.fill_page(page, [("runs", ["| a |"])])
 
 
 @pytest.fixture(scope="module")
