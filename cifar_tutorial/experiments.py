@@ -340,9 +340,10 @@ def read_bench_results(
         ``cores`` (CPU seconds per wall second of training, averaged over the
         epochs: about the number of cores the run had to itself),
         ``tensorflow``, ``commit``, ``data`` (the data folder's name), and the
-        per-epoch curve ``curve_min`` (minutes of training so far) and
-        ``curve_acc`` (test accuracy then, no augmentation); a key the file
-        lacks is ``None`` (an empty list for the curve).
+        per-epoch curve ``curve_epoch`` (the epoch's number), ``curve_min``
+        (minutes of training so far) and ``curve_acc`` (test accuracy then, no
+        augmentation); a key the file lacks is ``None`` (an empty list for the
+        curve).
     missing : list of str
         Names of the files that do not exist.
     """
@@ -357,7 +358,7 @@ def read_bench_results(
         accuracy = summary.get("test_accuracy", {})
         train_time = summary.get("train_seconds")
         cores = [r["cpu_per_wall"] for r in records if r.get("cpu_per_wall") is not None]
-        curve = [(r["elapsed_seconds"], r["test_accuracy"]) for r in records
+        curve = [(r.get("epoch"), r["elapsed_seconds"], r["test_accuracy"]) for r in records
                  if r.get("test_accuracy") is not None]
         rows.append({
             "file": path.name,
@@ -374,8 +375,9 @@ def read_bench_results(
             "tensorflow": (result.get("versions") or {}).get("tensorflow"),
             "commit": result.get("commit"),
             "data": (result.get("data") or {}).get("name"),
-            "curve_min": [t / 60 for t, a in curve],
-            "curve_acc": [a for t, a in curve],
+            "curve_epoch": [e for e, t, a in curve],
+            "curve_min": [t / 60 for e, t, a in curve],
+            "curve_acc": [a for e, t, a in curve],
         })
     return rows, missing
 

@@ -134,6 +134,7 @@ def test_read_bench_results(tmp_path) -> None:
     assert row["tensorflow"] == "2.21.0" and row["epoch_to_90"] == 6 and row["cpu_count"] == 2
     assert row["commit"] == "0123456789abcdef" and row["data"] == "cifar10"
     assert row["curve_min"] == [1.0, 3.0] and row["curve_acc"] == [0.5, 0.9]
+    assert row["curve_epoch"] == [1, 3]  # the epoch without a test accuracy is left out
     assert row["cores"] == pytest.approx(1.5)
 
 
