@@ -22,6 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "chapters").glob("[0-9]*.ipynb"))
 QUOTED = ROOT / "chapters" / "quoted-figures.json"
+#: The book's Markdown pages with figures: their tables stand for a chapter's outputs
+#: (bench/report.py prints the benchmarks page's, tests/test_bench_report.py checks them).
+PAGES = {"intro": ROOT / "intro.md", "benchmarks": ROOT / "chapters" / "benchmarks.md"}
 
 FIGURE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?(\s*%)?")
 NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?")
@@ -85,7 +88,7 @@ def matches(value: float, decimals: int, percent: bool, numbers: list[float],
 
 def test_quoted_figures_name_their_sources() -> None:
     quoted = json.loads(QUOTED.read_text(encoding="utf-8"))
-    names = {p.stem for p in NOTEBOOKS}
+    names = {p.stem for p in NOTEBOOKS} | set(PAGES)
     for chapter, figures in quoted.items():
         assert chapter in names, f"{QUOTED.name}: no chapter {chapter}"
         for figure, source in figures.items():
@@ -108,6 +111,27 @@ def test_every_figure_in_the_prose_is_an_output_or_quoted(path: Path) -> None:
     assert not problems, (
         f"{path.name}: figures in the prose that no stored output or code of the chapter "
         f"shows; print them, or list them in {QUOTED.name} with their source:\n  "
+        + "\n  ".join(problems))
+
+
+def table_lines(markdown: str) -> tuple[str, str]:
+    """``markdown`` split into its Markdown tables' lines and everything else."""
+    tables, prose = [], []
+    for line in markdown.splitlines():
+        (tables if line.lstrip().startswith("|") else prose).append(line)
+    return "\n".join(tables), "\n".join(prose)
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_every_figure_on_a_page_is_in_its_tables_or_quoted(name: str) -> None:
+    tables, prose = table_lines(PAGES[name].read_text(encoding="utf-8"))
+    numbers = stored_numbers([{"cell_type": "code", "source": [tables]}])
+    quoted = json.loads(QUOTED.read_text(encoding="utf-8")).get(name, {})
+    problems = [text for text, value, decimals, exponent, percent in prose_figures(prose)
+                if text not in quoted and not matches(value, decimals, percent, numbers, exponent)]
+    assert not problems, (
+        f"{PAGES[name].name}: figures in the prose that none of the page's tables shows; "
+        f"list them in {QUOTED.name} under {name!r} with their source:\n  "
         + "\n  ".join(problems))
 
 
