@@ -327,14 +327,22 @@ def _cores(d: dict) -> str:
     return f"{cores:.2f}" if cores else NOT_RECORDED
 
 
+#: The folder ``.ci/run`` and the page extract the original CIFAR-10 to, as recorded.
+EXTRACTED = "cifar10-png/cifar10"
+
+
 def _command(argv: Sequence[str]) -> str:
-    """The recorded command line, without ``--out PATH``: the file column names it."""
+    """The recorded command line, without ``--out PATH`` (the file column names it),
+    and with ``"$CIFAR10_DIR"`` for the extracted original data's folder, as the page
+    sets it."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg == "--out":
             skip = True
+        elif arg.rstrip("/").endswith(EXTRACTED):
+            kept.append('"$CIFAR10_DIR"')
         elif not arg.startswith("--out="):
             kept.append(arg)
     return f"`{' '.join(kept)}`" if kept else NOT_RECORDED

@@ -328,7 +328,8 @@ def test_describe_cpu_reads_the_first_processor(common, tmp_path: Path) -> None:
 def test_provenance_table(report, common, tmp_path: Path) -> None:
     path = common.write_json(tmp_path / "fast_recipe_9.9ep_seed0.json", {
         "commit": "0123456789abcdef", "dirty": True,
-        "argv": ["bench/fast_recipe.py", "--seed", "0", "--out", "bench/results/x.json"],
+        "argv": ["bench/fast_recipe.py", "--seed", "0", "--data-dir",
+                 "~/.cache/cifar-tutorial/cifar10-png/cifar10", "--out", "bench/results/x.json"],
         "machine": {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_generation": "family 6, model 167",
                     "matrix_extensions": "AMX-BF16"},
         "data": {"name": "cifar10", "format": "png", "original": True},
@@ -341,7 +342,7 @@ def test_provenance_table(report, common, tmp_path: Path) -> None:
     assert table[2] == ("| fast_<wbr>recipe_<wbr>9.9ep_<wbr>seed0 | "
                         "Intel Xeon (family 6, model 167), AMX-BF16 | 1.50 | "
                         "bfloat16, original (PNG) | 0123456789* | "
-                        "`bench/fast_recipe.py --seed 0` |")
+                        "`bench/fast_recipe.py --seed 0 --data-dir \"$CIFAR10_DIR\"` |")
     assert table[3] == ("| peer_<wbr>airbench_<wbr>seed0 | — | 1.88 | "
                         "float32, lossy JPEG copy | fedcba9876 † | — |")
     assert "†: the commit that added the file" in table[-1]

@@ -26,7 +26,9 @@ QUOTED = ROOT / "chapters" / "quoted-figures.json"
 #: (bench/report.py prints the benchmarks page's, tests/test_bench_report.py checks them).
 PAGES = {"intro": ROOT / "intro.md", "benchmarks": ROOT / "chapters" / "benchmarks.md"}
 
-FIGURE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?(\s*%)?")
+# a release such as 0.1.8 is no figure: the negative lookahead skips it
+FIGURE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?![.\d]*\.\d)"
+                    r"(?:[eE]([-+]?\d+))?(\s*%)?")
 NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?")
 NOT_FIGURES = [
     re.compile(r"```.*?```", re.S),  # code blocks
@@ -137,7 +139,8 @@ def test_every_figure_on_a_page_is_in_its_tables_or_quoted(name: str) -> None:
 
 def test_the_check_finds_what_it_should() -> None:
     figures = prose_figures("We reach 61.4% ($e^{-8} = 0.0003$), `lr=0.01`, Keras 3.15, "
-                            "7 epochs, a gap of 2.4e-07.\n```python\nlr = 0.5\n```")
+                            "airbench 0.1.8, 7 epochs, a gap of 2.4e-07.\n```python\n"
+                            "lr = 0.5\n```")
     assert [f[0] for f in figures] == ["61.4%", "2.4e-07"]
     assert figures[1][1:4] == (2.4, 1, -7)
     assert matches(2.4, 1, False, [2.38e-7], exponent=-7)
