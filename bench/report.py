@@ -331,19 +331,23 @@ def _cores(d: dict) -> str:
 EXTRACTED = "cifar10-png/cifar10"
 
 
+#: Options that say where a run writes, not what it computes: the table leaves them out.
+WHERE_TO = ("--out", "--checkpoint-dir")
+
+
 def _command(argv: Sequence[str]) -> str:
-    """The recorded command line, without ``--out PATH`` (the file column names it),
-    and with ``"$CIFAR10_DIR"`` for the extracted original data's folder, as the page
-    sets it."""
+    """The recorded command line, without ``--out PATH`` (the file column names it) or
+    ``--checkpoint-dir DIR`` (:data:`WHERE_TO`), and with ``"$CIFAR10_DIR"`` for the
+    extracted original data's folder, as the page sets it."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--out":
+        elif arg in WHERE_TO:
             skip = True
         elif arg.rstrip("/").endswith(EXTRACTED):
             kept.append('"$CIFAR10_DIR"')
-        elif not arg.startswith("--out="):
+        elif not arg.startswith(tuple(f"{option}=" for option in WHERE_TO)):
             kept.append(arg)
     return f"`{' '.join(kept)}`" if kept else NOT_RECORDED
 

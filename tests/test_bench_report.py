@@ -329,7 +329,8 @@ def test_provenance_table(report, common, tmp_path: Path) -> None:
     path = common.write_json(tmp_path / "fast_recipe_9.9ep_seed0.json", {
         "commit": "0123456789abcdef", "dirty": True,
         "argv": ["bench/fast_recipe.py", "--seed", "0", "--data-dir",
-                 "~/.cache/cifar-tutorial/cifar10-png/cifar10", "--out", "bench/results/x.json"],
+                 "~/.cache/cifar-tutorial/cifar10-png/cifar10", "--checkpoint-dir=runs/x",
+                 "--out", "bench/results/x.json"],
         "machine": {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_generation": "family 6, model 167",
                     "matrix_extensions": "AMX-BF16"},
         "data": {"name": "cifar10", "format": "png", "original": True},
