@@ -442,43 +442,37 @@ def page_tables(results: Path = RESULTS) -> list[tuple[str, list[str]]]:
     return [(name, lines) for name, lines in tables if len(lines) > 2]
 
 
-def _draw_runs(ax, runs: Sequence[Run], ends: Sequence[tuple[str, Sequence[tuple[float, float]]]],
-               title: str, colours: dict[tuple[str, float, str], str]) -> None:
-    labelled: set[tuple[str, float, str]] = set()
+def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]] = (),
+                     title: str = ""):
+    """Test accuracy after each epoch against minutes of training, one line per run, on
+    one machine (one colour and one key entry per recipe, shared by its seeds); the seed
+    CNN's runs (``seed_cnn``) are drawn at their end only."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(PAGE_WIDTH, 4.8), layout="constrained")
+    ax = fig.subplots()
+    colours: dict[tuple[str, float, str], str] = {}
     for run in runs:
         key = (run.implementation, run.epochs, run.change)
         label = None
-        if key not in labelled:
-            labelled.add(key)
+        if key not in colours:
+            colours[key] = ("C0", "C3", "C9", "C1", "C4")[len(colours) % 5]
             label = f"{run.implementation}, {run.epochs:g} epochs"
             if run.change:
                 label += f",\n{run.change}"
-        colours.setdefault(key, ("C0", "C3", "C9", "C1", "C4")[len(colours) % 5])
         minutes, accuracy = zip(*run.curve)
         ax.plot(minutes, accuracy, marker="o", markersize=3, color=colours[key], label=label)
-    for (label, points), marker in zip(ends, "sD"):
-        if points:
-            minutes, accuracy = zip(*points)
-            ax.plot(minutes, accuracy, marker, color="C2", label=label)
+    if seed_cnn:
+        minutes, accuracy = zip(*seed_cnn)
+        ax.plot(minutes, accuracy, "s", color="C2", label="seed CNN, 20 epochs (end)")
     ax.set_title(title)
     ax.set_xlabel("minutes of training (2 CPU cores)")
+    ax.set_ylabel("test accuracy (no TTA)")
     ax.set_ylim(0.5, 1.0)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     # under the panel, where it hides no point
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
-
-
-def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]] = (),
-                     title: str = ""):
-    """Test accuracy after each epoch against minutes of training, one line per run, on
-    one machine; the seed CNN's runs (``seed_cnn``) are drawn at their end only."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(PAGE_WIDTH, 4.8), layout="constrained")
-    ax = fig.subplots()
-    _draw_runs(ax, runs, [("seed CNN, 20 epochs (end)", seed_cnn)], title, {})
-    ax.set_ylabel("test accuracy (no TTA)")
     return fig
 
 
