@@ -67,10 +67,16 @@ class Run:
     cores: float | None = None  # CPU seconds per second of training (:func:`cores_busy`)
 
 
+#: AMD's names of the core generations the recorded runs ran on, by CPU family and
+#: model (``/proc/cpuinfo``): the family alone does not tell Zen 3 from Zen 4.
+AMD_CORES = {("25", "1"): "Zen 3", ("25", "17"): "Zen 4", ("26", "2"): "Zen 5"}
+
+
 def short_cpu(machine: dict, generation: bool = False) -> str:
-    """The CPU a run was timed on, in short: ``AMD EPYC (family 26)``, ``Intel Xeon
-    (family 6)``, or ``AMD EPYC`` where the run did not record the generation; with
-    ``generation``, the model number too (``Intel Xeon (family 6, model 167)``)."""
+    """The CPU a run was timed on, in short: ``AMD EPYC (Zen 4)`` where :data:`AMD_CORES`
+    names its generation, else ``Intel Xeon (family 6)``, or ``AMD EPYC`` where the run
+    did not record the generation; with ``generation``, the family and model numbers
+    (``Intel Xeon (family 6, model 167)``)."""
     model = machine.get("cpu_model")
     if not model:
         return NOT_RECORDED
@@ -79,7 +85,9 @@ def short_cpu(machine: dict, generation: bool = False) -> str:
     model = " ".join(model.split())
     family = machine.get("cpu_generation") or ""
     if not generation:
-        family = family.split(",")[0]
+        numbers = tuple(part.split()[-1] for part in family.split(",")) if family else ()
+        family = AMD_CORES.get(numbers, "") if model.startswith("AMD") else ""
+        family = family or (machine.get("cpu_generation") or "").split(",")[0]
     return f"{model} ({family})" if family else model
 
 
@@ -130,6 +138,12 @@ def load_coded_runs(code: str, results: Path = RESULTS) -> list[Run]:
 #: The runs the time-to-accuracy figure draws: on the original images, timed on one
 #: machine, one after the other, each alone on it. None is recorded yet.
 FIGURE_RUNS: tuple[str, ...] = ()
+
+
+#: Runs of the recipe given about 30 minutes of training on a CPU without AMX: as many
+#: epochs as that CPU's fastest precision trains in half an hour (the page's "half an
+#: hour" table).
+HALF_HOUR_RUNS: tuple[str, ...] = ()
 
 
 #: The file code of the recipe's plain runs on the original images
@@ -290,6 +304,58 @@ def seed_cnn_points(results: Path = RESULTS, name: str = "seed_cnn.json") -> lis
     return [(r["train_seconds"] / 60, r["test_accuracy"]) for r in d["runs"]]
 
 
+def _original(path: Path) -> dict | None:
+    """The result file at ``path`` where it exists and its run read the original images."""
+    if not path.exists():
+        return None
+    d = read_json(path)
+    return d if (d.get("data") or {}).get("original") else None
+
+
+def seed_cnn_table(results: Path = RESULTS, name: str = "seed_cnn.json") -> list[str]:
+    """Markdown lines: the 20-epoch runs of ``bench/seed_cnn.py`` on the original images,
+    one row a seed, then their mean and standard deviation; no lines without such runs."""
+    d = _original(results / name)
+    if d is None or not d.get("runs"):
+        return []
+    cpu, runs = short_cpu(d.get("machine") or {}), d["runs"]
+    lines = [_row(["seed", "CPU", "training", "images/s", "training accuracy",
+                   "test accuracy"]),
+             _row(["---:", "---", "---:", "---:", "---:", "---:"])]
+    for r in runs:
+        lines.append(_row([str(r["seed"]), cpu, f"{r['train_seconds'] / 60:.1f} min",
+                           f"{r['images_per_second']:,.0f}", f"{r['train_accuracy']:.4f}",
+                           f"{r['test_accuracy']:.4f}"]))
+    if len(runs) > 1:
+        test = [r["test_accuracy"] for r in runs]
+        lines.append(_row([f"**mean of {len(runs)}**", "", "", "",
+                           f"**{statistics.mean(r['train_accuracy'] for r in runs):.4f}**",
+                           f"**{statistics.mean(test):.4f}** ± {statistics.stdev(test):.4f}"]))
+    return lines
+
+
+#: The two ways of ``bench/data_pipeline.py``, as its table names them.
+PIPELINES = {"ours": "`load_cifar10` and `tf.data`", "seed": "the seed's way"}
+
+
+def pipeline_table(results: Path = RESULTS, name: str = "data_pipeline.json") -> list[str]:
+    """Markdown lines: time and peak memory of both ways of ``bench/data_pipeline.py``
+    to turn the original images into batches; no lines without such a run."""
+    d = _original(results / name)
+    if d is None:
+        return []
+    cpu = short_cpu(d.get("machine") or {})
+    lines = [_row(["way", "CPU", "time", "peak memory above imports",
+                   "peak resident memory"]),
+             _row(["---", "---", "---:", "---:", "---:"])]
+    for key, way in PIPELINES.items():
+        r = d[key]
+        lines.append(_row([way, cpu, f"{r['seconds']:.1f} s",
+                           f"{r['peak_above_imports_mib']:,.0f} MiB",
+                           f"{r['peak_mib']:,.0f} MiB"]))
+    return lines
+
+
 def _precision(name: str, d: dict) -> str:
     """The precision a result file's run trained or timed in, as the tables name it."""
     if name.startswith("peer_airbench"):
@@ -425,7 +491,9 @@ def page_files(results: Path = RESULTS) -> list[Path]:
     ours, reference, _ = equal_epoch_runs(results, original=None)
     names = [run.file for run in ours + reference]
     names += [f"profile_step_{name}.json" for name in PROFILES + AMX_PROFILES]
-    names += list(FIGURE_RUNS)
+    names += list(HALF_HOUR_RUNS) + list(FIGURE_RUNS)
+    names += [name for name in ("seed_cnn.json", "data_pipeline.json")
+              if _original(results / name) is not None]
     return [results / name for name in dict.fromkeys(names) if (results / name).exists()]
 
 
@@ -437,6 +505,10 @@ def page_tables(results: Path = RESULTS) -> list[tuple[str, list[str]]]:
               ("runs", runs_table(ours + reference)),
               ("gap", gap_table(ours, reference)),
               ("lossy copy", lossy_copy_table(both[0], both[1])),
+              ("half hour", runs_table([load_ours(results / name) for name in HALF_HOUR_RUNS
+                                        if (results / name).exists()])),
+              ("seed cnn", seed_cnn_table(results)),
+              ("pipeline", pipeline_table(results)),
               ("profile", profile_table(load_profiles(results))),
               ("amx profile", profile_table(load_profiles(results, AMX_PROFILES)))]
     return [(name, lines) for name, lines in tables if len(lines) > 2]
@@ -451,13 +523,14 @@ def time_to_accuracy(runs: Sequence[Run], seed_cnn: Sequence[tuple[float, float]
 
     fig = Figure(figsize=(PAGE_WIDTH, 4.8), layout="constrained")
     ax = fig.subplots()
-    colours: dict[tuple[str, float, str], str] = {}
+    colours: dict[tuple[str, str, float, str], str] = {}
     for run in runs:
-        key = (run.implementation, run.epochs, run.change)
+        key = (run.implementation, run.precision, run.epochs, run.change)
         label = None
         if key not in colours:
             colours[key] = ("C0", "C3", "C9", "C1", "C4")[len(colours) % 5]
-            label = f"{run.implementation}, {run.epochs:g} epochs"
+            label = (f"{run.implementation}, {SHORT_PRECISION.get(run.precision, run.precision)}"
+                     f", {run.epochs:g} epochs")
             if run.change:
                 label += f",\n{run.change}"
         minutes, accuracy = zip(*run.curve)

@@ -339,7 +339,9 @@ def read_bench_results(
         ``test_acc_tta2`` (flip and shifts), ``epoch_to_90``, ``cpu_count``,
         ``cores`` (CPU seconds per wall second of training, averaged over the
         epochs: about the number of cores the run had to itself),
-        ``tensorflow``, ``commit``, ``data`` (the data folder's name), and the
+        ``tensorflow``, ``commit``, ``data`` (the data folder's name),
+        ``data_original`` (True for the original images, False for a lossy copy,
+        None where the file does not say), and the
         per-epoch curve ``curve_epoch`` (the epoch's number), ``curve_min``
         (minutes of training so far) and ``curve_acc`` (test accuracy then, no
         augmentation); a key the file lacks is ``None`` (an empty list for the
@@ -375,6 +377,7 @@ def read_bench_results(
             "tensorflow": (result.get("versions") or {}).get("tensorflow"),
             "commit": result.get("commit"),
             "data": (result.get("data") or {}).get("name"),
+            "data_original": (result.get("data") or {}).get("original"),
             "curve_epoch": [e for e, t, a in curve],
             "curve_min": [t / 60 for e, t, a in curve],
             "curve_acc": [a for e, t, a in curve],

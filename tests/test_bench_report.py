@@ -194,8 +194,8 @@ def test_coded_runs_name_their_change_and_the_figure_draws_one_machine(report,
     (ax,) = fig.axes
     assert ax.get_title() == "AMD EPYC (family 25)"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "fast recipe (ours), 9.9 epochs",
-        "fast recipe (ours), 9.9 epochs,\nwidths 128/384/384, lr 10",  # two seeds, one entry
+        "fast recipe (ours), float32, 9.9 epochs",
+        "fast recipe (ours), float32, 9.9 epochs,\nwidths 128/384/384, lr 10",  # two seeds, one entry
         "seed CNN, 20 epochs (end)"]
 
 
@@ -376,3 +376,45 @@ def test_chapter_8_reads_what_the_fast_recipe_writes(common, tmp_path: Path) -> 
     assert row["curve_min"] == pytest.approx([s / 60 for s in history["elapsed_seconds"]])
     assert row["cores"] == pytest.approx(np.mean(history["cpu_per_wall"]))
     assert row["commit"] and row["data"] == "tensorflow_datasets:cifar10"
+
+
+def test_seed_cnn_table_shows_runs_on_the_original_images_only(report, tmp_path: Path) -> None:
+    runs = [{"seed": s, "train_seconds": 60.0 * (s + 5), "images_per_second": 2500.0 + s,
+             "train_accuracy": 0.64, "test_accuracy": acc}
+            for s, acc in ((0, 0.61), (1, 0.63), (2, 0.62))]
+    machine = {"cpu_model": "AMD EPYC", "cpu_generation": "family 25, model 17"}
+    (tmp_path / "seed_cnn.json").write_text(json.dumps(
+        {"data": ORIGINAL, "machine": machine, "runs": runs}))
+    lines = report.seed_cnn_table(tmp_path)
+    assert lines[2] == "| 0 | AMD EPYC (Zen 4) | 5.0 min | 2,500 | 0.6400 | 0.6100 |"
+    assert lines[-1] == "| **mean of 3** |  |  |  | **0.6400** | **0.6200** ± 0.0100 |"
+    (tmp_path / "seed_cnn.json").write_text(json.dumps(
+        {"data": JPEG_COPY, "machine": machine, "runs": runs}))
+    assert report.seed_cnn_table(tmp_path) == []
+    assert report.seed_cnn_table(tmp_path / "nowhere") == []
+
+
+def test_pipeline_table_gives_both_ways(report, tmp_path: Path) -> None:
+    way = {"seconds": 8.57, "peak_mib": 1398.6, "peak_above_imports_mib": 731.7}
+    slow = {"seconds": 132.74, "peak_mib": 3859.0, "peak_above_imports_mib": 3184.1}
+    (tmp_path / "data_pipeline.json").write_text(json.dumps(
+        {"data": ORIGINAL, "machine": {"cpu_model": "AMD EPYC"}, "ours": way, "seed": slow}))
+    lines = report.pipeline_table(tmp_path)
+    assert lines[2:] == ["| `load_cifar10` and `tf.data` | AMD EPYC | 8.6 s | 732 MiB | 1,399 MiB |",
+                         "| the seed's way | AMD EPYC | 132.7 s | 3,184 MiB | 3,859 MiB |"]
+    (tmp_path / "data_pipeline.json").write_text(json.dumps(
+        {"data": JPEG_COPY, "ours": way, "seed": slow}))
+    assert report.pipeline_table(tmp_path) == []
+
+
+def test_short_cpu_names_amd_generations_the_family_leaves_apart(report) -> None:
+    zen3 = {"cpu_model": "AMD EPYC", "cpu_generation": "family 25, model 1"}
+    zen4 = {"cpu_model": "AMD EPYC", "cpu_generation": "family 25, model 17"}
+    xeon = {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_generation": "family 6, model 167"}
+    assert report.short_cpu(zen3) == "AMD EPYC (Zen 3)"
+    assert report.short_cpu(zen4) == "AMD EPYC (Zen 4)"
+    assert report.short_cpu(zen4, generation=True) == "AMD EPYC (family 25, model 17)"
+    assert report.short_cpu(xeon) == "Intel Xeon (family 6)"
+    unknown = {"cpu_model": "AMD EPYC", "cpu_generation": "family 25, model 99"}
+    assert report.short_cpu(unknown) == "AMD EPYC (family 25)"
+    assert report.short_cpu({"cpu_model": "AMD EPYC"}) == "AMD EPYC"

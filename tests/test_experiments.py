@@ -117,7 +117,7 @@ def test_read_bench_results(tmp_path) -> None:
                "train_seconds": 1500.0, "images_per_s": 266.0, "epoch_to_90": 6,
                "test_accuracy": {"none": 0.93, "flip": 0.935, "flip_shift": 0.937}}
     result = {
-        "commit": "0123456789abcdef", "data": {"name": "cifar10", "format": "png"},
+        "commit": "0123456789abcdef", "data": {"name": "cifar10", "format": "png", "original": True},
         "args": {"seed": 1, "epochs": 8.0},
         "history": {"records": records, "summary": summary, "stopped_early": False},
         "machine": {"cpu_count": 2},
@@ -133,6 +133,7 @@ def test_read_bench_results(tmp_path) -> None:
     assert row["train_min"] == 25.0 and row["test_acc_tta"] == 0.935
     assert row["tensorflow"] == "2.21.0" and row["epoch_to_90"] == 6 and row["cpu_count"] == 2
     assert row["commit"] == "0123456789abcdef" and row["data"] == "cifar10"
+    assert row["data_original"] is True
     assert row["curve_min"] == [1.0, 3.0] and row["curve_acc"] == [0.5, 0.9]
     assert row["curve_epoch"] == [1, 3]  # the epoch without a test accuracy is left out
     assert row["cores"] == pytest.approx(1.5)
@@ -144,6 +145,7 @@ def test_read_bench_results_tolerates_missing_keys(tmp_path) -> None:
     assert missing == [] and rows[0]["seed"] == 0
     assert rows[0]["train_min"] is None and rows[0]["test_acc"] is None
     assert rows[0]["curve_min"] == [] and rows[0]["curve_acc"] == [] and rows[0]["cores"] is None
+    assert rows[0]["data_original"] is None
 
 
 def test_throughput_counts_training_images_per_second() -> None:

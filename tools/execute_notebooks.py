@@ -12,7 +12,12 @@ chapter's setup cell, which states how long the full run takes
 (``runtime.describe_run(minutes)``), gets the minutes just measured and runs
 again on its own, in a fresh kernel: it only imports and prints, so its output
 is what it would have printed first. ``--setup-only MINUTES`` does only that
-last step, for a run timed elsewhere. TensorFlow's C++
+last step, for a run timed elsewhere. ``--reading-cells I,J`` runs, in a fresh
+kernel, the setup cell and then only the cells numbered I, J (0-based, in order),
+and stores their outputs: it is for cells that only read recorded files (chapter
+9's benchmark results), whose outputs a full run would print the same. The
+setup cell keeps its stored output, and the code cells are numbered again in
+order, as a full run numbers them. TensorFlow's C++
 start-up notices are not captured (``capture_fd_output=False``), exactly as under
 ``pytest --nbval``, so stored and re-run outputs agree. After the run, the outputs
 are checked for machine paths; a notebook that shows one is not saved.
@@ -21,6 +26,7 @@ are checked for machine paths; a notebook that shows one is not saved.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 import sys
@@ -103,6 +109,30 @@ def state_run_length(path: Path, minutes: float, measured_on: str) -> bool:
     return True
 
 
+def run_reading_cells(path: Path, indices: list[int]) -> None:
+    """Run the setup cell and the code cells ``indices`` of ``path``; store the latter's outputs."""
+    nb = nbformat.read(path, as_version=4)
+    setup = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    for i in indices:
+        if i <= setup or i >= len(nb.cells) or nb.cells[i].cell_type != "code":
+            raise SystemExit(f"{path}: cell {i} is not a code cell after the setup cell")
+    chosen = [setup, *sorted(indices)]
+    alone = nbformat.v4.new_notebook(cells=[copy.deepcopy(nb.cells[i]) for i in chosen],
+                                     metadata=nb.metadata)
+    run(alone, path)
+    for i, cell in zip(chosen[1:], alone.cells[1:]):
+        nb.cells[i].outputs = cell.outputs
+    count = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            count += 1
+            cell.execution_count = count
+            for out in cell.outputs:
+                if "execution_count" in out:
+                    out["execution_count"] = count
+    nbformat.write(nb, path)
+
+
 def execute(path: Path, measured_on: str, extra_minutes: float = 0.0) -> float:
     """Execute one notebook in place, then state its run length; return the seconds."""
     nb = nbformat.read(path, as_version=4)
@@ -123,11 +153,19 @@ def main() -> int:
                              "were missing (they were trained beforehand)")
     parser.add_argument("--setup-only", type=float, metavar="MINUTES",
                         help="only state MINUTES in the setup cell and run that cell again")
+    parser.add_argument("--reading-cells", metavar="I,J",
+                        type=lambda text: [int(i) for i in text.split(",")],
+                        help="only run the setup cell and these cells, which read recorded "
+                             "files, and store their outputs")
     args = parser.parse_args()
     if os.environ.get("CIFAR_TUTORIAL_SMOKE"):
         print("refusing to store smoke-mode outputs: unset CIFAR_TUTORIAL_SMOKE", file=sys.stderr)
         return 2
     for nb in args.notebooks:
+        if args.reading_cells:
+            run_reading_cells(nb, args.reading_cells)
+            print(f"{nb}: cells {args.reading_cells} ran again")
+            continue
         if args.setup_only is not None:
             done = state_run_length(nb, args.setup_only, args.measured_on)
             print(f"{nb}: setup cell {'ran again' if done else 'calls no describe_run'}")
