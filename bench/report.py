@@ -136,14 +136,16 @@ def load_coded_runs(code: str, results: Path = RESULTS) -> list[Run]:
 
 
 #: The runs the time-to-accuracy figure draws: on the original images, timed on one
-#: machine, one after the other, each alone on it. None is recorded yet.
-FIGURE_RUNS: tuple[str, ...] = ()
+#: machine (the Zen 4 EPYC), one after the other, each alone on it; the seed CNN's
+#: runs (``seed_cnn.json``) were timed there too.
+FIGURE_RUNS: tuple[str, ...] = ("fast_recipe_9.9ep_original_seed1.json",
+                                "fast_recipe_14ep_original_seed0.json")
 
 
 #: Runs of the recipe given about 30 minutes of training on a CPU without AMX: as many
 #: epochs as that CPU's fastest precision trains in half an hour (the page's "half an
 #: hour" table).
-HALF_HOUR_RUNS: tuple[str, ...] = ()
+HALF_HOUR_RUNS: tuple[str, ...] = ("fast_recipe_14ep_original_seed0.json",)
 
 
 #: The file code of the recipe's plain runs on the original images
@@ -313,8 +315,9 @@ def _original(path: Path) -> dict | None:
 
 
 def seed_cnn_table(results: Path = RESULTS, name: str = "seed_cnn.json") -> list[str]:
-    """Markdown lines: the 20-epoch runs of ``bench/seed_cnn.py`` on the original images,
-    one row a seed, then their mean and standard deviation; no lines without such runs."""
+    """Markdown lines: the 20-epoch runs of ``bench/seed_cnn.py`` on the original images
+    (the seed CNN's, or with ``name="vgg_bn.json"`` the VGG net's), one row a seed, then
+    their mean and standard deviation; no lines without such runs."""
     d = _original(results / name)
     if d is None or not d.get("runs"):
         return []
@@ -492,7 +495,7 @@ def page_files(results: Path = RESULTS) -> list[Path]:
     names = [run.file for run in ours + reference]
     names += [f"profile_step_{name}.json" for name in PROFILES + AMX_PROFILES]
     names += list(HALF_HOUR_RUNS) + list(FIGURE_RUNS)
-    names += [name for name in ("seed_cnn.json", "data_pipeline.json")
+    names += [name for name in ("seed_cnn.json", "vgg_bn.json", "data_pipeline.json")
               if _original(results / name) is not None]
     return [results / name for name in dict.fromkeys(names) if (results / name).exists()]
 
@@ -508,6 +511,7 @@ def page_tables(results: Path = RESULTS) -> list[tuple[str, list[str]]]:
               ("half hour", runs_table([load_ours(results / name) for name in HALF_HOUR_RUNS
                                         if (results / name).exists()])),
               ("seed cnn", seed_cnn_table(results)),
+              ("vgg", seed_cnn_table(results, "vgg_bn.json")),
               ("pipeline", pipeline_table(results)),
               ("profile", profile_table(load_profiles(results))),
               ("amx profile", profile_table(load_profiles(results, AMX_PROFILES)))]
@@ -589,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [load_peer(RESULTS / name) if name.startswith("peer") else load_ours(RESULTS / name)
                 for name in FIGURE_RUNS]
         cpu = read_json(RESULTS / FIGURE_RUNS[0]).get("machine") or {}
-        fig = time_to_accuracy(runs, seed_cnn_points(), short_cpu(cpu, generation=True))
+        fig = time_to_accuracy(runs, seed_cnn_points(), short_cpu(cpu))
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.figure, dpi=150, bbox_inches="tight")
         print(f"wrote {args.figure}")
