@@ -142,6 +142,7 @@ class Machine:
 MACHINES: dict[str, Machine] = {
     "epyc-zen3": Machine("an AMD EPYC (Zen 3; AVX2, no bfloat16)", 300.0),
     "xeon-amx": Machine("an Intel Xeon with AMX", 600.0),
+    "epyc-zen4": Machine("an AMD EPYC (Zen 4; AVX-512, bfloat16)", 818.0),
 }
 """The machines whose full runs the chapters quote, by key (:func:`describe_run`).
 
@@ -149,7 +150,8 @@ The Zen 3 figure is the median of twelve :func:`speed_probe` calls on that
 machine with nothing else running (they ranged from 250 to 346: the estimates
 are good to about 15%). The Xeon's is estimated from it: the seed CNN's float32
 epoch took about 19 s there against about 38 s on the Zen 3
-(``../shared/reference/tooling-notes.md``), twice as fast."""
+(``../shared/reference/tooling-notes.md``), twice as fast. The Zen 4 figure is the
+median of twelve calls there with nothing else running (455 to 842)."""
 
 
 def speed_probe(seconds: float = 1.0) -> float:
