@@ -83,11 +83,11 @@ def short_cpu(machine: dict, generation: bool = False) -> str:
     for word in ("(R)", "(TM)", "Processor", "CPU"):
         model = model.replace(word, "")
     model = " ".join(model.split())
-    family = machine.get("cpu_generation") or ""
-    if not generation:
-        numbers = tuple(part.split()[-1] for part in family.split(",")) if family else ()
-        family = AMD_CORES.get(numbers, "") if model.startswith("AMD") else ""
-        family = family or (machine.get("cpu_generation") or "").split(",")[0]
+    family = machine.get("cpu_generation") or ""  # "family 25, model 17"
+    if family and not generation:
+        numbers = tuple(part.split()[-1] for part in family.split(","))
+        zen = AMD_CORES.get(numbers) if model.startswith("AMD") else None
+        family = zen or family.split(",")[0]
     return f"{model} ({family})" if family else model
 
 
@@ -293,25 +293,21 @@ def profile_table(profiles: Sequence[dict], groups: Sequence[str] = PROFILE_GROU
     return lines
 
 
-def seed_cnn_points(results: Path = RESULTS, name: str = "seed_cnn.json") -> list[tuple[float, float]]:
-    """(minutes of training, test accuracy) of each recorded 20-epoch run of
-    ``bench/seed_cnn.py`` on the original images: the seed CNN's, or with
-    ``name="vgg_bn.json"`` the VGG net's."""
-    path = results / name
-    if not path.exists():
-        return []
-    d = read_json(path)
-    if not (d.get("data") or {}).get("original"):
-        return []  # the page draws runs on the original images only
-    return [(r["train_seconds"] / 60, r["test_accuracy"]) for r in d["runs"]]
-
-
 def _original(path: Path) -> dict | None:
     """The result file at ``path`` where it exists and its run read the original images."""
     if not path.exists():
         return None
     d = read_json(path)
     return d if (d.get("data") or {}).get("original") else None
+
+
+def seed_cnn_points(results: Path = RESULTS, name: str = "seed_cnn.json") -> list[tuple[float, float]]:
+    """(minutes of training, test accuracy) of each recorded 20-epoch run of
+    ``bench/seed_cnn.py`` on the original images: the seed CNN's, or with
+    ``name="vgg_bn.json"`` the VGG net's."""
+    d = _original(results / name)  # the page draws runs on the original images only
+    return [] if d is None else [(r["train_seconds"] / 60, r["test_accuracy"])
+                                 for r in d["runs"]]
 
 
 def seed_cnn_table(results: Path = RESULTS, name: str = "seed_cnn.json") -> list[str]:

@@ -89,13 +89,18 @@ def run(nb: nbformat.NotebookNode, path: Path, kernel: str = "python3") -> float
     return time.perf_counter() - start
 
 
+def setup_index(nb: nbformat.NotebookNode) -> int | None:
+    """The index of the chapter's setup cell, its first code cell (None without one)."""
+    return next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), None)
+
+
 def state_run_length(path: Path, minutes: float, measured_on: str) -> bool:
     """Put ``minutes`` into the setup cell's ``describe_run`` call and run that cell again.
 
     Returns False, changing nothing, when the first code cell calls no ``describe_run``.
     """
     nb = nbformat.read(path, as_version=4)
-    index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), None)
+    index = setup_index(nb)
     if index is None or not RUN_LENGTH.search(nb.cells[index].source):
         return False
     value = f"{minutes:.1f}" if minutes < 1 else f"{round(minutes)}"
@@ -112,9 +117,9 @@ def state_run_length(path: Path, minutes: float, measured_on: str) -> bool:
 def run_reading_cells(path: Path, indices: list[int]) -> None:
     """Run the setup cell and the code cells ``indices`` of ``path``; store the latter's outputs."""
     nb = nbformat.read(path, as_version=4)
-    setup = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    setup = setup_index(nb)
     for i in indices:
-        if i <= setup or i >= len(nb.cells) or nb.cells[i].cell_type != "code":
+        if setup is None or i <= setup or i >= len(nb.cells) or nb.cells[i].cell_type != "code":
             raise SystemExit(f"{path}: cell {i} is not a code cell after the setup cell")
     chosen = [setup, *sorted(indices)]
     alone = nbformat.v4.new_notebook(cells=[copy.deepcopy(nb.cells[i]) for i in chosen],
