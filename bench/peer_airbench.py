@@ -39,7 +39,7 @@ its surroundings are adapted, at run time, by :func:`cpu_float32`:
 It prints the library's own table (one row an epoch) and writes, atomically, a JSON
 file: the accuracy after every epoch, the final test accuracy at each of airbench's
 test-time augmentation levels (0 none, 1 mirror, 2 mirror and translate), the
-training time (the library's timer: whitening initialisation and training steps,
+training time (the library's timer: whitening initialization and training steps,
 not the evaluations) and images per second, and where the run came from
 (``bench/_common.py``'s ``run_metadata``: commit, machine and its matrix extension,
 versions, data). A run is not resumable: the library keeps no
@@ -285,7 +285,7 @@ def epoch_rows(table: list[dict[str, Any]], start_wall: float, start_cpu: float,
                batch_size: int) -> list[dict[str, Any]]:
     """Per-epoch figures from the library's rows (its cumulative timer, steps, accuracy).
 
-    The first epoch's time includes the whitening layer's initialisation, which the
+    The first epoch's time includes the whitening layer's initialization, which the
     library times with it. ``cpu_per_wall`` is the process's CPU seconds per wall
     second since the previous row (about the core count on an otherwise idle machine).
     """
@@ -405,7 +405,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not final or not trained:
         raise RuntimeError("airbench printed no epoch rows; was it run with verbose=True?")
     steps = trained[-1]["steps"]
-    train_time = trained[-1]["total_time_seconds"]  # whitening initialisation and training steps
+    train_time = trained[-1]["total_time_seconds"]  # whitening initialization and training steps
     epochs_table = epoch_rows(table, start_wall, start_cpu, batch_size)
     print(f"training time (library's timer): {train_time:.1f}s ({train_time / 60:.2f} min), "
           f"{steps * batch_size / train_time:.0f} img/s over {steps} steps of {batch_size}")

@@ -151,7 +151,7 @@ def time_convolutions(batch: int, widths: tuple[int, int, int], whiten_patch: in
     dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
     size, channels = _whitened(whiten_patch)
     layers: list[Any] = [keras.Input((size, size, channels), dtype=dtype)]
-    for b, width in enumerate(widths):
+    for width in widths:
         layers += [keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype),
                    keras.layers.MaxPooling2D(2, dtype=dtype),
                    keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype)]

@@ -69,7 +69,8 @@ class Run:
 
 #: AMD's names of the core generations the recorded runs ran on, by CPU family and
 #: model (``/proc/cpuinfo``): the family alone does not tell Zen 3 from Zen 4.
-AMD_CORES = {("25", "1"): "Zen 3", ("25", "17"): "Zen 4", ("26", "2"): "Zen 5"}
+AMD_CORES = {("23", "1"): "Zen 1", ("25", "1"): "Zen 3", ("25", "17"): "Zen 4",
+             ("26", "2"): "Zen 5"}
 
 
 def short_cpu(machine: dict, generation: bool = False) -> str:
@@ -146,6 +147,12 @@ FIGURE_RUNS: tuple[str, ...] = ("fast_recipe_9.9ep_original_seed1.json",
 #: epochs as that CPU's fastest precision trains in half an hour (the page's "half an
 #: hour" table).
 HALF_HOUR_RUNS: tuple[str, ...] = ("fast_recipe_14ep_original_seed0.json",)
+
+
+#: Short runs of both implementations timed one after the other on one CPU, each alone
+#: on it: the page's side-by-side speed table (:func:`speed_table`).
+SPEED_RUNS: tuple[str, ...] = ("fast_recipe_2ep_speed_seed0.json",
+                               "peer_airbench_2ep_speed_seed0.json")
 
 
 #: The file code of the recipe's plain runs on the original images
@@ -226,6 +233,33 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
         lines += ["", f"(…): the run kept fewer than {ALONE_CORES} of the two cores busy on "
                   "average (the provenance table's cores busy): it waited for them, and its "
                   "time and speed are not the recipe's. Its accuracy stands."]
+    return lines
+
+
+def load_run(path: Path) -> Run:
+    """A run of either benchmark, by its file name (``peer_airbench_*`` the reference's)."""
+    return load_peer(path) if path.name.startswith("peer_airbench") else load_ours(path)
+
+
+def speed_table(runs: Sequence[Run]) -> list[str]:
+    """Markdown lines: the training time of each epoch and the images per second of
+    short runs timed on one CPU (:data:`SPEED_RUNS`), and how busy they kept its cores;
+    no lines without runs."""
+    if not runs:
+        return []
+    epochs = max(len(run.curve) for run in runs)
+    head = (["run", "CPU", "batch"] + [f"epoch {i + 1}" for i in range(epochs)]
+            + ["images/s", "cores busy"])
+    lines = [_row(head), _row(["---", "---", "---:"] + ["---:"] * (len(head) - 3))]
+    for run in runs:
+        minutes = [m for m, _ in run.curve]
+        seconds = [60 * (b - a) for a, b in zip([0.0] + minutes, minutes)]
+        cores = f"{run.cores:.2f}" if run.cores is not None else NOT_RECORDED
+        name = f"{run.implementation}, {SHORT_PRECISION.get(run.precision, run.precision)}"
+        lines.append(_row([name, run.machine, str(run.batch_size),
+                           *(f"{s:.0f} s" for s in seconds),
+                           *([""] * (epochs - len(seconds))),
+                           f"{run.images_per_s:.0f}", cores]))
     return lines
 
 
@@ -490,7 +524,7 @@ def page_files(results: Path = RESULTS) -> list[Path]:
     ours, reference, _ = equal_epoch_runs(results, original=None)
     names = [run.file for run in ours + reference]
     names += [f"profile_step_{name}.json" for name in PROFILES + AMX_PROFILES]
-    names += list(HALF_HOUR_RUNS) + list(FIGURE_RUNS)
+    names += list(HALF_HOUR_RUNS) + list(FIGURE_RUNS) + list(SPEED_RUNS)
     names += [name for name in ("seed_cnn.json", "vgg_bn.json", "data_pipeline.json")
               if _original(results / name) is not None]
     return [results / name for name in dict.fromkeys(names) if (results / name).exists()]
@@ -503,6 +537,8 @@ def page_tables(results: Path = RESULTS) -> list[tuple[str, list[str]]]:
     tables = [("provenance", provenance_table(page_files(results))),
               ("runs", runs_table(ours + reference)),
               ("gap", gap_table(ours, reference)),
+              ("speed", speed_table([load_run(results / name) for name in SPEED_RUNS
+                                     if (results / name).exists()])),
               ("lossy copy", lossy_copy_table(both[0], both[1])),
               ("half hour", runs_table([load_ours(results / name) for name in HALF_HOUR_RUNS
                                         if (results / name).exists()])),
@@ -586,8 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.figure:
         if not FIGURE_RUNS:
             parser.error("no run is chosen for the figure yet (FIGURE_RUNS)")
-        runs = [load_peer(RESULTS / name) if name.startswith("peer") else load_ours(RESULTS / name)
-                for name in FIGURE_RUNS]
+        runs = [load_run(RESULTS / name) for name in FIGURE_RUNS]
         cpu = read_json(RESULTS / FIGURE_RUNS[0]).get("machine") or {}
         fig = time_to_accuracy(runs, seed_cnn_points(), short_cpu(cpu))
         args.figure.parent.mkdir(parents=True, exist_ok=True)

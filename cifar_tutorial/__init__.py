@@ -38,7 +38,8 @@ Each module follows one part of the story, in the order of the chapters:
 - :mod:`cifar_tutorial.calibration`, :mod:`cifar_tutorial.corruptions`,
   :mod:`cifar_tutorial.saliency` and :mod:`cifar_tutorial.export` -- calibration,
   common corruptions, saliency maps and exported models: can we trust the
-  classifier? (chapter 11),
+  classifier? (chapter 11), with :mod:`cifar_tutorial.trust_plots`, that
+  chapter's figures,
 - :mod:`cifar_tutorial.cli` -- ``python -m cifar_tutorial train|evaluate|predict``,
 - :mod:`cifar_tutorial.errors` -- the errors a user can fix, which the command line
   reports in one line (every module).

@@ -206,7 +206,7 @@ def fit_temperature(
     high: float = 1e3,
     tolerance: float = 1e-6,
 ) -> float:
-    """The temperature ``T > 0`` that minimises the mean NLL of ``softmax(logits / T)`` (chapter 11).
+    """The temperature ``T > 0`` that minimizes the mean NLL of ``softmax(logits / T)`` (chapter 11).
 
     Fit it on the validation split, never on the test set that will judge it. The
     NLL is a convex function of ``1 / T``, so it has a single minimum on

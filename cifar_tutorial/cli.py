@@ -366,8 +366,9 @@ def _log_level() -> int:
 # --------------------------------------------------------------------------- shared steps
 
 
-def check_output_folder(out: str | os.PathLike) -> Path:
-    """Create ``out`` if needed and check that files can be written in it.
+def _out_folder(out: str | os.PathLike) -> Path:
+    """Check the ``--out`` folder as :func:`cifar_tutorial.records.check_output_folder`
+    does, with an error that names the flag.
 
     Raises
     ------
@@ -467,7 +468,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.model == "fast":
         _check_fast_options(args)
-    out = check_output_folder(args.out)
+    out = _out_folder(args.out)
     runtime.set_seed(args.seed, deterministic=not args.no_determinism)
     # Before any other TensorFlow work: MultiWorkerMirroredStrategy configures the
     # runtime's collective ops, which is refused once tensors exist.
@@ -575,7 +576,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_tutorial import evaluate, predict
 
     path = Path(args.model_path)
-    out = check_output_folder(args.out or path.parent)
+    out = _out_folder(args.out or path.parent)
     model = predict.load_model(path)
     data = _load_data(args, 0)
     print(data.summary(), flush=True)

@@ -17,8 +17,9 @@ width, channels)`` (NHWC) and kernels ``(height, width, in_channels, filters)``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view

@@ -11,7 +11,7 @@ trains it. Its parts:
 - :func:`gelu_compiled` -- Keras' exact GELU, compiled by XLA.
 
 The net takes images in ``[0, 1]``, like every model of the package; its first
-layer standardises them with the statistics :data:`CIFAR10_MEAN` and
+layer standardizes them with the statistics :data:`CIFAR10_MEAN` and
 :data:`CIFAR10_STD`. Its custom parts are registered with Keras, so a saved fast
 net loads with ``keras.models.load_model`` once this module is imported
 (:func:`cifar_tutorial.predict.load_model` imports it).
@@ -53,8 +53,8 @@ def whitening_filters(images: np.ndarray,
     """Patch-whitening filters from the covariance of image patches (chapter 9).
 
     The ``p x p x 3`` patches (``p = hyp.whiten_patch``) of the first
-    ``hyp.whiten_images`` images, each standardised with :data:`CIFAR10_MEAN` and
-    :data:`CIFAR10_STD`, are collected, their covariance is diagonalised, and
+    ``hyp.whiten_images`` images, each standardized with :data:`CIFAR10_MEAN` and
+    :data:`CIFAR10_STD`, are collected, their covariance is diagonalized, and
     every eigenvector ``v`` with eigenvalue ``l`` gives the filter
     ``v / sqrt(l + hyp.whiten_eps)``; the negated filters are appended so that a
     following GELU keeps both signs.
@@ -126,20 +126,20 @@ class FusedBatchNorm(layers.BatchNormalization):
     """Keras' ``BatchNormalization``, trained through one fused TensorFlow op (chapter 9).
 
     In training, Keras' layer casts a bfloat16 map to float32 and computes the
-    batch's moments and the normalisation in about ten separate ops, each of them a
+    batch's moments and the normalization in about ten separate ops, each of them a
     pass over the whole map, and as many again backwards. This layer computes the
     same thing with TensorFlow's ``FusedBatchNormV3`` op, which reads the map in
     its own dtype, keeps the statistics in float32 and has a fused gradient. The
     weights, the moving averages (updated with the biased batch variance, as Keras
     does) and inference are Keras' own, so a saved model behaves the same either
-    way. Masks, renormalisation, synchronised statistics and axes other than the
+    way. Masks, renormalization, synchronized statistics and axes other than the
     last fall back to Keras.
 
     It needs Keras' TensorFlow backend (the package's only one).
     """
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
-        """Normalise ``inputs``; in training, with the fused op."""
+        """Normalize ``inputs``; in training, with the fused op."""
         # renorm and synchronized exist only in some Keras versions: absent means off
         fusable = (training and self.trainable and mask is None
                    and not getattr(self, "renorm", False)
@@ -202,9 +202,9 @@ def build_fast_net(
     """Build the airbench-style network of the fast recipe (chapter 9).
 
     Input: images ``(N, 32, 32, 3)`` in ``[0, 1]``; output: float32 logits
-    ``(N, num_classes)``. A ``Normalization`` layer standardises the pixels with
+    ``(N, num_classes)``. A ``Normalization`` layer standardizes the pixels with
     the mean :data:`CIFAR10_MEAN` / 255 and the variance (:data:`CIFAR10_STD` /
-    255)², the same map as standardising the 0-255 values with the statistics
+    255)², the same map as standardizing the 0-255 values with the statistics
     themselves; then come the frozen whitening convolution, three blocks of
     (conv 3x3, max-pool, batch norm, GELU, conv 3x3, batch norm, GELU), a global
     max-pool and a linear head whose logits are multiplied by
@@ -224,10 +224,10 @@ def build_fast_net(
     num_classes : int
         Number of outputs.
     precision : {"float32", "mixed_bfloat16"}
-        Set per layer, not globally; the input normalisation and the whitening
+        Set per layer, not globally; the input normalization and the whitening
         layer stay float32.
     seed : int, optional
-        Seed of the weight initialisers.
+        Seed of the weight initializers.
 
     Returns
     -------
@@ -253,7 +253,7 @@ def build_fast_net(
         raise ValueError(f"whiten_kernel has shape {whiten_kernel.shape}, not "
                          f"{(p, p, 3, whiten_filters)} (whiten_patch={p})")
 
-    # The normalisation and the whitening layer always run in float32: the
+    # The normalization and the whitening layer always run in float32: the
     # whitening filters of the small eigenvalues are large differences of
     # neighbouring pixels, and in bfloat16 their outputs carry 10-35% rounding
     # noise. They cost well under 1% of the compute.

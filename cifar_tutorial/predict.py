@@ -21,9 +21,12 @@ import keras
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cifar_tutorial import (
+    fastnet,  # noqa: F401 - registers the fast net's layers for loading
+    models,  # noqa: F401 - registers the output heads for loading
+)
 from cifar_tutorial.data import CLASS_NAMES, IMAGE_SHAPE
 from cifar_tutorial.errors import ImageError, ModelError
-from cifar_tutorial import fastnet  # noqa: F401 - registers the fast net's layers for loading
 from cifar_tutorial.evaluate import predict_probabilities
 
 BACKGROUND: tuple[int, int, int] = (255, 255, 255)
@@ -113,8 +116,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a model saved with ``model.save("....keras")`` (chapter 7).
 
-    Importing this module registers the book's custom layers (the output heads
-    of chapter 3 and the fast net's), so every model the book trains loads.
+    Importing this module imports :mod:`cifar_tutorial.models` (the output heads
+    of chapter 3) and :mod:`cifar_tutorial.fastnet`, which register the book's
+    custom layers with Keras, so every model the book trains loads.
 
     Parameters
     ----------

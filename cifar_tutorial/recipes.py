@@ -3,11 +3,11 @@
 The recipe is explained in chapter 9 ("Going further"). In short:
 
 * a small VGG-like network (:mod:`cifar_tutorial.fastnet`): after the input
-  standardisation, a frozen 2x2 "patch-whitening" convolution whose
+  standardization, a frozen 2x2 "patch-whitening" convolution whose
   filters are the eigenvectors of the covariance of 2x2 image patches, then
   three blocks of (conv 3x3, max-pool, BatchNorm, GELU, conv 3x3, BatchNorm,
   GELU) and a linear head on a global max-pool;
-* dirac (identity) initialisation of the 3x3 convolutions, BatchNorm without a
+* dirac (identity) initialization of the 3x3 convolutions, BatchNorm without a
   learned scale and with a 64x larger learning rate on its bias;
 * Nesterov SGD with a triangular learning-rate schedule (:class:`TriangleSchedule`),
   weight decay added to the gradient, label smoothing 0.2 (Keras'
@@ -21,7 +21,7 @@ The recipe is explained in chapter 9 ("Going further"). In short:
 * where the hardware computes bfloat16 natively
   (:func:`cifar_tutorial.runtime.choose_precision`), mixed bfloat16 precision
   (about 1.8x faster than float32 on a 2-core AVX512-BF16 CPU), except for the
-  input normalisation and the whitening layer, which stay float32 (in bfloat16
+  input normalization and the whitening layer, which stay float32 (in bfloat16
   the whitened high-frequency channels are mostly rounding noise);
 * the batch norms trained by one fused op each and the GELUs compiled by XLA
   (:class:`cifar_tutorial.fastnet.FusedBatchNorm`,
@@ -54,11 +54,11 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_tutorial import runtime
+from cifar_tutorial.checkpoints import CHECKPOINT_DIR, Checkpoint, interrupted
 from cifar_tutorial.data import CifarData
+from cifar_tutorial.errors import TrainingError
 from cifar_tutorial.evaluate import TTA_LEVELS, predict_logits
 from cifar_tutorial.fastnet import build_fast_net, whitening_filters
-from cifar_tutorial.checkpoints import CHECKPOINT_DIR, Checkpoint, interrupted
-from cifar_tutorial.errors import TrainingError
 from cifar_tutorial.records import History, check_output_folder
 
 __all__ = [
@@ -135,7 +135,7 @@ class FastHyperparameters:
         Number of training images (the first ones) whose patches give the
         whitening filters.
     whiten_eps : float
-        Added to the eigenvalues of the patch covariance (pixel values standardised
+        Added to the eigenvalues of the patch covariance (pixel values standardized
         to unit variance) before the square root, see
         :func:`~cifar_tutorial.fastnet.whitening_filters`.
     whiten_bias_epochs : int
@@ -478,7 +478,10 @@ def train_fast(
         See :func:`cifar_tutorial.runtime.choose_precision`.
     deterministic : bool
         Turn on TensorFlow's op determinism. Off by default: on the 2-core CPU it
-        cost about 40% of the speed.
+        cost about 40% of the speed. ``False`` leaves it as it is, so it stays on
+        after any earlier :func:`~cifar_tutorial.runtime.set_seed` with
+        ``deterministic=True`` in the same process (every chapter's setup cell
+        makes one).
     eval_every_epoch : bool
         Evaluate the held-out set after each epoch (not counted in training time).
     max_steps : int, optional

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cifar_tutorial.errors import CheckpointError, OutputError, RunLocked
+from cifar_tutorial.errors import OutputError, RunLocked
 
 __all__ = ["History", "LOCK_FILE", "RunLock", "check_output_folder", "json_ready", "to_json"]
 
@@ -56,7 +56,9 @@ class History:
         Whether early stopping ended the run before its last epoch.
     summary : dict
         Figures about the whole run rather than one epoch (the fast recipe's
-        training time and final test accuracies); empty for the other trainers.
+        training time and final accuracies on its held-out images, under
+        ``<heldout>_accuracy``: the validation split from the command line, the
+        test set in the benchmark); empty for the other trainers.
     """
 
     records: list[dict[str, float]] = dataclasses.field(default_factory=list)

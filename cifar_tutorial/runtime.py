@@ -362,5 +362,5 @@ def describe_device() -> str:
         for gpu in gpus:
             details = tf.config.experimental.get_device_details(gpu)
             names.append(details.get("device_name", gpu.name))
-        return f"{len(gpus)} GPU: " + ", ".join(names)
+        return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: " + ", ".join(names)
     return f"CPU ({os.cpu_count()} cores, {platform.machine()})"

@@ -218,7 +218,7 @@ def randomized_copy(model: keras.Model, seed: int = 0) -> keras.Model:
     Returns
     -------
     keras.Model
-        The randomised copy.
+        The randomized copy.
     """
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())

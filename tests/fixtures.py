@@ -131,7 +131,9 @@ def synthetic_data(n: int, val: int = 0):
     Class ``c`` is brighter by ``12 c``; the first ``val`` images are also the
     validation split (none by default), the first 10 the test split.
     """
-    from cifar_tutorial.data import CifarData  # only here: this module needs no TensorFlow
+    from cifar_tutorial.data import (
+        CifarData,  # only here: this module needs no TensorFlow
+    )
 
     rng = np.random.default_rng(0)
     y = (np.arange(n) % 10).astype(np.int32)
@@ -139,6 +141,17 @@ def synthetic_data(n: int, val: int = 0):
     x = x.astype(np.uint8)
     return CifarData(x[val:], y[val:], x[:val], y[:val], x[:10], y[:10], CIFAR_CLASSES,
                      "synthetic")
+
+
+def square_images(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Dark noisy images with a bright 8x8 square in one of four corners; the corner is the class."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, size=(n, size, size, 3)).astype(np.uint8)
+    labels = rng.integers(0, 4, size=n)
+    for image, label in zip(images, labels):
+        r, c = divmod(int(label), 2)
+        image[4 + 16 * r: 12 + 16 * r, 4 + 16 * c: 12 + 16 * c] = 230
+    return images, labels
 
 
 def fresh_folder(tmp_path: Path) -> Path:

@@ -248,7 +248,7 @@ def test_every_result_file_is_strict_json_with_its_provenance(common) -> None:
     assert paths, "bench/results holds no result file"
     for path in paths:
         result = json.loads(path.read_text(encoding="utf-8"),
-                            parse_constant=lambda token: pytest.fail(f"{path.name}: {token}"))
+                            parse_constant=lambda token, name=path.name: pytest.fail(f"{name}: {token}"))
         assert isinstance(result, dict), path.name
         assert result.get("commit") and "dirty" in result, f"{path.name} names no commit"
         assert set(result.get("data") or {}) >= {"name", "format", "original"}, path.name
@@ -412,9 +412,24 @@ def test_short_cpu_names_amd_generations_the_family_leaves_apart(report) -> None
     zen4 = {"cpu_model": "AMD EPYC", "cpu_generation": "family 25, model 17"}
     xeon = {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_generation": "family 6, model 167"}
     assert report.short_cpu(zen3) == "AMD EPYC (Zen 3)"
+    zen1 = {"cpu_model": "AMD EPYC", "cpu_generation": "family 23, model 1"}
+    assert report.short_cpu(zen1) == "AMD EPYC (Zen 1)"
     assert report.short_cpu(zen4) == "AMD EPYC (Zen 4)"
     assert report.short_cpu(zen4, generation=True) == "AMD EPYC (family 25, model 17)"
     assert report.short_cpu(xeon) == "Intel Xeon (family 6)"
     unknown = {"cpu_model": "AMD EPYC", "cpu_generation": "family 25, model 99"}
     assert report.short_cpu(unknown) == "AMD EPYC (family 25)"
     assert report.short_cpu({"cpu_model": "AMD EPYC"}) == "AMD EPYC"
+
+
+def test_speed_table_gives_each_epoch_and_the_cores_busy(report, tmp_path: Path) -> None:
+    ours = report.load_run(_ours(tmp_path / "fast_recipe_2ep_speed_seed0.json", 0,
+                                 {"none": 0.5, "flip": 0.5, "flip_shift": 0.5}))
+    peer = report.load_run(_peer(tmp_path / "peer_airbench_2ep_speed_seed0.json", 0,
+                                 [0.5, 0.5, 0.5]))
+    assert ours.implementation.startswith("fast recipe") and peer.implementation.startswith("air")
+    table = report.speed_table([ours, peer])
+    assert table[0] == "| run | CPU | batch | epoch 1 | epoch 2 | images/s | cores busy |"
+    assert table[2] == "| fast recipe (ours), float32 | — | 512 | 60 s | 60 s | 43 | 1.90 |"
+    assert table[3] == "| airbench94 (reference), float32 | — | 1024 | 30 s | 30 s | 85 | — |"
+    assert report.speed_table([]) == []

@@ -232,7 +232,7 @@ def test_pages_fit_a_1280_px_window(html_dir):
         problems += [f"{name}: formula wider than the column: {first!r}"
                      for first in layout["wide_math"]]
         column = layout["column"] - SCROLL_BAR_PX
-        for _, shown, natural in layout["images"]:
+        for _, _shown, natural in layout["images"]:
             # shown at one CSS px per image px, shrunk to the column when wider
             points_per_point = min(natural, column) / natural * FIGURE_DPI / CSS_PX_PER_INCH
             if points_per_point < 1.0:

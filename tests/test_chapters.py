@@ -45,6 +45,12 @@ MAX_STREAM_LINES = 15
 """Lines of printed output a cell may show: a table of ten classes with its header and
 a summary fits, an epoch-by-epoch log of twenty epochs does not."""
 
+MAX_CODE_LINES = 25
+"""Lines of code a cell the reader sees may hold (the setup cell and collapsed cells aside):
+one idea, read at a glance; a model or a training step of the reader's own fits."""
+
+COLLAPSED_INPUT_TAGS = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+
 HIDDEN_OUTPUT_TAGS = {"hide-output", "remove-output", "hide-cell", "remove-cell"}
 HIDDEN_INPUT_TAGS = {"remove-input", "remove-cell"}
 RICHER_THAN_TEXT = {"text/html", "image/png", "image/jpeg", "image/svg+xml",
@@ -126,13 +132,13 @@ def guard_problem(source: str) -> str | None:
         isinstance(first, ast.Try)
         and len(first.body) == 1
         and isinstance(imp := first.body[0], ast.Import)
-        and [(a.name, a.asname) for a in imp.names] == [("cifar_tutorial", "ct")]
+        and [(a.name, a.asname) for a in imp.names] == [("cifar_tutorial", None)]
         and len(first.handlers) == 1
         and isinstance(first.handlers[0].type, ast.Name)
         and first.handlers[0].type.id == "ModuleNotFoundError"
     )
     if not ok:
-        return ("does not start with 'try: import cifar_tutorial as ct' / "
+        return ("does not start with 'try: import cifar_tutorial' / "
                 "'except ModuleNotFoundError:'")
     raise_ = first.handlers[0].body[0]
     if not (isinstance(raise_, ast.Raise) and isinstance(raise_.exc, ast.Call)
@@ -149,16 +155,18 @@ def guard_problem(source: str) -> str | None:
     return None
 
 
-def full_run_text(minutes: float, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The start of what ``runtime.describe_run(minutes)`` prints in a full run, up
-    to the machine it names: the rest is an estimate for the machine that ran it."""
+def full_run_text(minutes: float, machine: str | None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What ``runtime.describe_run(minutes, machine)`` prints in a full run, up to the
+    machine the book's outputs were made on: the rest is an estimate for the machine
+    that ran the cell."""
     from cifar_tutorial import runtime  # here: the other checks need no TensorFlow
 
     with monkeypatch.context() as patch:
         patch.delenv(runtime.SMOKE_ENV, raising=False)
         patch.delenv(runtime.QUICK_ENV, raising=False)
         patch.setattr(runtime, "speed_probe", lambda: 1.0)
-        return runtime.describe_run(minutes).split(" on 2 ")[0] + " on 2 "
+        args = (minutes,) if machine is None else (minutes, machine)
+        return runtime.describe_run(*args).split("; on this machine")[0]
 
 
 def test_there_are_chapters():
@@ -216,6 +224,19 @@ def test_no_cell_shows_a_long_log(path: Path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_cells_the_reader_sees_are_short(path: Path):
+    problems = [
+        f"cell {index} has {n} lines of code, starting "
+        f"{show(joined(cell['source']).splitlines()[0])}"
+        for index, cell in code_cells(load(path))[1:]  # the setup cell has its own rules
+        if not tags(cell) & COLLAPSED_INPUT_TAGS
+        and (n := len(joined(cell["source"]).splitlines())) > MAX_CODE_LINES
+    ]
+    assert not problems, report(path, problems, f"code cells over {MAX_CODE_LINES} lines "
+                                "(split them where the idea splits, or collapse them)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_output_mentions_the_smoke_mode(path: Path):
     problems = [
         f"cell {index}: {show(line)}"
@@ -237,13 +258,13 @@ def test_first_code_cell_guards_the_import_and_describes_the_run(path, monkeypat
     problems = []
     if (why := guard_problem(source)) is not None:
         problems.append(f"cell {index}: the import guard of CONTRIBUTING.md: {why}")
-    call = re.search(r"runtime\.describe_run\(\s*([0-9]+(?:\.[0-9]+)?)\s*(?:,[^)]*)?\)",
-                     source)
+    call = re.search(r"runtime\.describe_run\(\s*([0-9]+(?:\.[0-9]+)?)\s*"
+                     r"(?:,\s*\"([\w-]+)\"\s*)?\)", source)
     if call is None:
         problems.append(f"cell {index}: no print(runtime.describe_run(N)), with N the "
                         "full run's minutes as a number")
     else:
-        expected = full_run_text(float(call.group(1)), monkeypatch)
+        expected = full_run_text(float(call.group(1)), call.group(2), monkeypatch)
         stdout = "".join(joined(o["text"]) for o in cell.get("outputs", [])
                          if o["output_type"] == "stream" and o["name"] == "stdout")
         if expected not in stdout:

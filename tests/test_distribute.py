@@ -175,3 +175,35 @@ def test_weights_digest_tells_weights_apart() -> None:
     assert distribute.weights_digest(a) == distribute.weights_digest(b)
     copy = distribute.local_copy(a)
     assert copy is not a and distribute.weights_digest(copy) == distribute.weights_digest(a)
+
+
+class _Workers:
+    """A stand-in multi-worker strategy whose workers' checkpoints hold ``epochs``: its
+    ``reduce`` averages what each worker would contribute, ``n`` and ``n**2``."""
+
+    def __init__(self, epochs: list[int]) -> None:
+        self.epochs = epochs
+
+    def run(self, fn):
+        return fn()
+
+    def reduce(self, op, values, axis=None):
+        assert op == tf.distribute.ReduceOp.MEAN and axis is None
+        n = tf.constant(self.epochs, tf.float32)
+        return tf.stack([tf.reduce_mean(n), tf.reduce_mean(n * n)])
+
+
+@pytest.mark.parametrize(("epochs", "here", "agree"), [
+    ([3, 3], 3, True), ([0, 0, 0], 0, True),
+    ([3, 2], 3, False),  # the means differ from this worker's epoch
+    ([1, 3], 2, False),  # the mean is this worker's, but not every worker's
+    ([0, 2], 0, False),
+])
+def test_workers_disagreement_needs_every_worker_at_one_epoch(epochs, here, agree) -> None:
+    problem = distribute.workers_disagreement(_Workers(epochs), here)
+    if agree:
+        assert problem is None
+    else:
+        assert problem is not None and "resume from different epochs" in problem
+        assert ("from the start" if here == 0 else f"after epoch {here}") in problem
+        assert "same output folder" in problem and "--no-resume" in problem

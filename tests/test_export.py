@@ -10,7 +10,7 @@ import pytest
 
 from cifar_tutorial import export, fastnet, models
 from cifar_tutorial.recipes import FastHyperparameters
-from tests.test_saliency import _square_images
+from tests.fixtures import square_images
 
 INT8_ACCURACY_DROP = 0.05
 """Largest accuracy an int8 model may lose against its float32 original on the test images."""
@@ -26,7 +26,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
     model = models.seed_cnn()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   jit_compile=False)
-    x, y = _square_images(320)
+    x, y = square_images(320)
     model.fit(x / 255.0, y, epochs=3, batch_size=32, verbose=0)
     folder = tmp_path_factory.mktemp("export")
     saved = export.export_saved_model(model, folder / "saved")
@@ -37,7 +37,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
 
 def test_saved_model_predicts_like_keras(exported) -> None:
     model, saved, _, _ = exported
-    x, _ = _square_images(40, seed=1)
+    x, _ = square_images(40, seed=1)
     expected = model.predict(x / 255.0, verbose=0)
     got = export.predict(export.SavedModelRunner(saved), x, batch_size=16)
     assert got.shape == (40, 10)
@@ -47,7 +47,7 @@ def test_saved_model_predicts_like_keras(exported) -> None:
 
 def test_float_tflite_predicts_like_keras(exported) -> None:
     model, _, tflite, _ = exported
-    x, _ = _square_images(40, seed=1)
+    x, _ = square_images(40, seed=1)
     runner = export.TFLiteRunner(tflite)
     got = export.predict(runner, x, batch_size=16)   # batches of 16, 16 and 8
     np.testing.assert_allclose(got, model.predict(x / 255.0, verbose=0), atol=1e-5)
@@ -56,7 +56,7 @@ def test_float_tflite_predicts_like_keras(exported) -> None:
 
 def test_int8_tflite_is_smaller_and_nearly_as_accurate(exported) -> None:
     model, _, tflite, int8 = exported
-    x, y = _square_images(200, seed=2)
+    x, y = square_images(200, seed=2)
     keras_accuracy = np.mean(model.predict(x / 255.0, verbose=0).argmax(1) == y)
     probs = export.predict(export.TFLiteRunner(int8), x)
     assert keras_accuracy > 0.9
@@ -72,9 +72,24 @@ def test_sizes_and_latency(exported, tmp_path: Path) -> None:
     (tmp_path / "c.bin").write_bytes(b"y" * 5)
     assert export.size_bytes(tmp_path) == 15 and export.size_bytes(tmp_path / "c.bin") == 5
     assert export.size_bytes(saved) > export.size_bytes(tflite) > 4 * model.count_params() * 0.9
-    x, _ = _square_images(1)
+    x, _ = square_images(1)
     ms = export.latency_ms(export.TFLiteRunner(tflite), x[0], repeats=5, warmup=1)
-    assert 0 < ms < 1000
+    assert ms > 0
+
+
+def test_latency_is_the_median_of_the_timed_calls(monkeypatch) -> None:
+    # a clock that each call of the runner moves on by a known time, in seconds
+    clock, durations = [0.0], iter([9.0, 9.0, 0.001, 0.003, 0.002, 5.0, 0.004])
+    shapes = []
+    monkeypatch.setattr(export.time, "perf_counter", lambda: clock[0])
+
+    def runner(x: np.ndarray) -> None:
+        shapes.append(x.shape)
+        clock[0] += next(durations)
+
+    ms = export.latency_ms(runner, np.zeros((32, 32, 3), np.uint8), repeats=5, warmup=2)
+    assert ms == pytest.approx(3.0)  # the two warm-up calls (9 s) not timed, 5 s outvoted
+    assert shapes == [(1, 32, 32, 3)] * 7
 
 
 def test_bad_arguments(exported, tmp_path: Path) -> None:
@@ -88,7 +103,7 @@ def test_bad_arguments(exported, tmp_path: Path) -> None:
 def test_a_bfloat16_model_converts_through_a_float32_copy(tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
     net = fastnet.build_fast_net(NARROW, seed=0, precision="mixed_bfloat16")  # as trained
-    x, _ = _square_images(32)
+    x, _ = square_images(32)
     copy = export.float32_copy(net)
     assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
     assert copy.get_layer("block0_gelu0").activation is keras.activations.gelu
@@ -109,7 +124,7 @@ def test_a_bfloat16_model_converts_through_a_float32_copy(tmp_path: Path) -> Non
 def test_the_fast_net_converts_to_int8(tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
     net = fastnet.build_fast_net(NARROW, seed=0)
-    x, _ = _square_images(64)
+    x, _ = square_images(64)
     int8 = export.convert_to_tflite(net, tmp_path / "int8.tflite", "int8", calibration_images=x)
     expected = net.predict(x / 255.0, verbose=0)
     got = export.predict(export.TFLiteRunner(int8), x)

@@ -11,17 +11,7 @@ import tensorflow as tf
 
 from cifar_tutorial import fastnet, models, saliency
 from cifar_tutorial.recipes import FastHyperparameters
-
-
-def _square_images(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Dark noisy images with a bright 8x8 square in one of four corners; the corner is the class."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 40, size=(n, size, size, 3)).astype(np.uint8)
-    labels = rng.integers(0, 4, size=n)
-    for image, label in zip(images, labels):
-        r, c = divmod(int(label), 2)
-        image[4 + 16 * r: 12 + 16 * r, 4 + 16 * c: 12 + 16 * c] = 230
-    return images, labels
+from tests.fixtures import square_images
 
 
 def test_gradient_saliency_is_the_footprint_of_the_weights() -> None:
@@ -85,9 +75,9 @@ def trained() -> tuple[keras.Model, np.ndarray, np.ndarray]:
     model = models.seed_cnn()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=False)
-    x, y = _square_images(320)
+    x, y = square_images(320)
     model.fit(x / 255.0, y, epochs=4, batch_size=32, verbose=0)
-    return model, *_square_images(16, seed=1)
+    return model, *square_images(16, seed=1)
 
 
 def test_trained_maps_depend_on_the_weights(trained) -> None:
@@ -126,7 +116,7 @@ def test_saved_and_functional_models(tmp_path: Path) -> None:
     seed = models.seed_cnn()
     seed.save(tmp_path / "seed.keras")
     loaded = keras.models.load_model(tmp_path / "seed.keras")
-    x, _ = _square_images(2)
+    x, _ = square_images(2)
     np.testing.assert_allclose(saliency.grad_cam(loaded, x), saliency.grad_cam(seed, x), atol=1e-6)
     assert saliency.gradient_saliency(loaded, x).shape == (2, 32, 32)
     fast = fastnet.build_fast_net(FastHyperparameters(widths=(8, 16, 16)), seed=0)
