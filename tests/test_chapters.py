@@ -217,7 +217,7 @@ def test_no_cell_shows_a_long_log(path: Path):
                  if output["output_type"] == "stream" for line in output_lines(output)]
         if len(lines) > MAX_STREAM_LINES:
             problems.append(f"cell {index} prints {len(lines)} lines, starting "
-                            f"{show(lines[0])} and ending {show(lines[-1])}: summarise, "
+                            f"{show(lines[0])} and ending {show(lines[-1])}: summarize, "
                             "or tag the cell hide-output")
     assert not problems, report(
         path, problems, f"cells showing more than {MAX_STREAM_LINES} lines of output")

@@ -57,7 +57,7 @@ def _rerun_finishes(argv: list, capsys, resumed_after: int) -> None:
 
 def test_every_error_the_user_can_fix_has_one_base() -> None:
     user_errors = [cli.UsageError, sources.DataError, predict.ImageError, predict.ModelError,
-                   records.CheckpointError, errors.OutputError, errors.RunLocked,
+                   errors.CheckpointError, errors.OutputError, errors.RunLocked,
                    errors.TrainingError, errors.TrainingDiverged]
     for kind in user_errors:
         assert issubclass(kind, errors.CifarTutorialError) and not issubclass(kind, ValueError)

@@ -1,4 +1,4 @@
-"""Gradient saliency, Grad-CAM and the weight-randomisation check (chapter 11)."""
+"""Gradient saliency, Grad-CAM and the weight-randomization check (chapter 11)."""
 
 from __future__ import annotations
 
