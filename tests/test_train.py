@@ -112,6 +112,23 @@ def test_early_stopping_stops_and_restores_the_best_weights(tiny_data) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_resumed_run_stops_early_where_an_uninterrupted_one_does(tiny_data, tmp_path) -> None:
+    wrong = dataclasses.replace(tiny_data, y_val=(tiny_data.y_val + 1) % 10)
+    settings = dict(batch_size=16, early_stopping=2, seed=0, verbose=0)
+    runtime.set_seed(0)
+    whole = train.train(_model(lr=3e-3), wrong, epochs=15, **settings)
+    best = int(np.argmin(whole["val_loss"])) + 1
+    assert whole.stopped_early and len(whole) == best + 2
+    # The same run stopped after its best epoch, then resumed: the new EarlyStopping
+    # must count from the best loss so far (its baseline), not from its first epoch.
+    runtime.set_seed(0)
+    train.train(_model(lr=3e-3), wrong, epochs=best, out_dir=tmp_path, **settings)
+    runtime.set_seed(0)
+    resumed = train.train(_model(lr=3e-3), wrong, epochs=15, out_dir=tmp_path, **settings)
+    assert resumed.stopped_early and len(resumed) == len(whole)
+    np.testing.assert_allclose(resumed["val_loss"], whole["val_loss"], rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
