@@ -3,8 +3,8 @@
 :func:`cifar_tutorial.data.load_cifar10` reads through this module:
 
 - :func:`read_image_folder` reads ``root/{train,test}/<class>/*.{jpg,jpeg,png}`` in
-  ``tfds.ImageFolder``'s order (hidden files left out, which it would read), after :func:`check_image_folder` has checked its
-  layout (offline);
+  ``tfds.ImageFolder``'s order, leaving out the hidden files that it would read,
+  after :func:`check_image_folder` has checked the layout (offline);
 - :func:`read_tfds` reads TFDS's ``cifar10``, downloading it once when its server
   answers within seconds.
 

@@ -131,9 +131,7 @@ def synthetic_data(n: int, val: int = 0):
     Class ``c`` is brighter by ``12 c``; the first ``val`` images are also the
     validation split (none by default), the first 10 the test split.
     """
-    from cifar_tutorial.data import (
-        CifarData,  # only here: this module needs no TensorFlow
-    )
+    from cifar_tutorial.data import CifarData  # only here: this module needs no TensorFlow
 
     rng = np.random.default_rng(0)
     y = (np.arange(n) % 10).astype(np.int32)

@@ -247,8 +247,10 @@ def test_every_result_file_is_strict_json_with_its_provenance(common) -> None:
     paths = sorted((ROOT / "bench" / "results").glob("*.json"))
     assert paths, "bench/results holds no result file"
     for path in paths:
-        result = json.loads(path.read_text(encoding="utf-8"),
-                            parse_constant=lambda token, name=path.name: pytest.fail(f"{name}: {token}"))
+        def refuse(token: str, name: str = path.name) -> None:
+            pytest.fail(f"{name}: {token}")
+
+        result = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
         assert isinstance(result, dict), path.name
         assert result.get("commit") and "dirty" in result, f"{path.name} names no commit"
         assert set(result.get("data") or {}) >= {"name", "format", "original"}, path.name
