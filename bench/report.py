@@ -155,6 +155,14 @@ SPEED_RUNS: tuple[str, ...] = ("fast_recipe_2ep_speed_seed0.json",
                                "peer_airbench_2ep_speed_seed0.json")
 
 
+#: Runs repeated on a second CPU with the same command (seed, epochs, precision), as
+#: (first, repeat) files under ``bench/results``: how much the CPU alone moves a run's
+#: accuracy (the page's "same seed, two CPUs" table, :func:`repeat_table`). A repeat
+#: lives in a folder named after its CPU, so that the equal-epoch tables leave it out.
+CPU_REPEATS: tuple[tuple[str, str], ...] = (
+    ("fast_recipe_9.9ep_original_seed1.json", "zen1/fast_recipe_9.9ep_original_seed1.json"),)
+
+
 #: The file code of the recipe's plain runs on the original images
 #: (``fast_recipe_9.9ep_original_seed<S>.json``): a name of the data, not a change to the recipe.
 ORIGINAL_CODE = "original"
@@ -213,27 +221,62 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
     for run in runs:
         groups.setdefault((run.implementation, run.epochs, run.batch_size, run.precision,
                            run.change), []).append(run)
-    for (name, epochs, batch, precision, change), members in groups.items():
-        label = f"{name}, {SHORT_PRECISION.get(precision, precision)}"
-        if epochs != 9.9:
-            label += f", {epochs:g} epochs"
-        if change:
-            label += f", {change}"
+    for members in groups.values():
+        label, batch = _label(members[0]), members[0].batch_size
         for run in sorted(members, key=lambda r: r.seed):
-            time, speed = f"{run.train_seconds / 60:.1f} min", f"{run.images_per_s:.0f}"
-            if run.cores is not None and run.cores < ALONE_CORES:
-                time, speed, waited = f"({time})", f"({speed})", True
-            lines.append(_row([label, str(run.seed), str(batch), run.machine, time, speed,
-                               *(f"{run.accuracy[level]:.4f}" for level in LEVELS)]))
+            cells, slowed = _run_cells(run)
+            waited = waited or slowed
+            lines.append(_row([label, str(run.seed), str(batch), *cells]))
         if len(members) > 1:
             mean = {level: statistics.mean(r.accuracy[level] for r in members) for level in LEVELS}
             lines.append(_row([f"**mean of {len(members)}**", "", str(batch), "", "", "",
                                *(f"**{mean[level]:.4f}**" for level in LEVELS)]))
+    return lines + (WAITED if waited else [])
+
+
+#: The key under a table that shows a run's time in parentheses.
+WAITED = ["", f"(…): the run kept fewer than {ALONE_CORES} of the two cores busy on average "
+          "(the provenance table's cores busy): it waited for them, and its time and speed "
+          "are not the recipe's. Its accuracy stands."]
+
+
+def _label(run: Run) -> str:
+    """The run's name in a table: implementation, precision, epochs (where not 9.9), change."""
+    label = f"{run.implementation}, {SHORT_PRECISION.get(run.precision, run.precision)}"
+    if run.epochs != 9.9:
+        label += f", {run.epochs:g} epochs"
+    return label + (f", {run.change}" if run.change else "")
+
+
+def _run_cells(run: Run) -> tuple[list[str], bool]:
+    """A run's CPU, training time, speed and three accuracies as table cells, and whether
+    it waited for the cores (:data:`ALONE_CORES`: then its time is in parentheses)."""
+    time, speed = f"{run.train_seconds / 60:.1f} min", f"{run.images_per_s:.0f}"
+    waited = run.cores is not None and run.cores < ALONE_CORES
     if waited:
-        lines += ["", f"(…): the run kept fewer than {ALONE_CORES} of the two cores busy on "
-                  "average (the provenance table's cores busy): it waited for them, and its "
-                  "time and speed are not the recipe's. Its accuracy stands."]
-    return lines
+        time, speed = f"({time})", f"({speed})"
+    return [run.machine, time, speed, *(f"{run.accuracy[level]:.4f}" for level in LEVELS)], waited
+
+
+def repeat_table(pairs: Sequence[tuple[Run, Run]]) -> list[str]:
+    """Markdown lines: runs repeated on a second CPU (:data:`CPU_REPEATS`), each with the
+    same seed, epochs and precision as the first, and at each TTA level the repeat's test
+    accuracy minus the first's; no lines without pairs."""
+    if not pairs:
+        return []
+    head = ["run", "seed", "CPU", "training", "images/s", "no TTA", "flip", "flip + shift"]
+    lines = [_row(head), _row(["---", "---:", "---"] + ["---:"] * (len(head) - 3))]
+    waited = False
+    for first, repeat in pairs:
+        for run in (first, repeat):
+            cells, slowed = _run_cells(run)
+            waited = waited or slowed
+            lines.append(_row([_label(run), str(run.seed), *cells]))
+        # rounded as printed, so that the difference is that of the numbers shown
+        lines.append(_row(["**second CPU − first**", "", "", "", "", *(
+            f"**{100 * (round(repeat.accuracy[level], 4) - round(first.accuracy[level], 4)):+.2f}**"
+            for level in LEVELS)]))
+    return lines + (WAITED if waited else [])
 
 
 def load_run(path: Path) -> Run:
@@ -456,10 +499,11 @@ def _cell(*values: str) -> str:
     return ", ".join(v for v in values if v != NOT_RECORDED) or NOT_RECORDED
 
 
-def provenance_table(paths: Sequence[Path]) -> list[str]:
+def provenance_table(paths: Sequence[Path], root: Path = RESULTS) -> list[str]:
     """Markdown lines: where each result file came from, one row a file.
 
-    The file, with a word break after each underscore; the machine (CPU model in
+    The file (its path under ``root``, without ``.json``), with a word break after
+    each underscore; the machine (CPU model in
     short, and generation) with its bfloat16 matrix extension; the cores the run kept
     busy (:func:`_cores`); the precision with the data (the original pixels or the
     lossy JPEG copy, otherwise its name and format); the commit (``*`` when the tree
@@ -480,7 +524,8 @@ def provenance_table(paths: Sequence[Path]) -> list[str]:
         if d.get("commit_note"):
             commit, recovered = commit + " †", True
         # <wbr>: the browser may break a long file name after an underscore
-        lines.append(_row([path.stem.replace("_", "_<wbr>"),
+        name = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+        lines.append(_row([name.with_suffix("").as_posix().replace("_", "_<wbr>"),
                            _cell(cpu, machine.get("matrix_extensions") or NOT_RECORDED),
                            _cores(d), _cell(_precision(path.name, d), _data(d.get("data") or {})),
                            commit, _command(d.get("argv") or [])]))
@@ -525,6 +570,7 @@ def page_files(results: Path = RESULTS) -> list[Path]:
     names = [run.file for run in ours + reference]
     names += [f"profile_step_{name}.json" for name in PROFILES + AMX_PROFILES]
     names += list(HALF_HOUR_RUNS) + list(FIGURE_RUNS) + list(SPEED_RUNS)
+    names += [name for pair in CPU_REPEATS for name in pair]
     names += [name for name in ("seed_cnn.json", "vgg_bn.json", "data_pipeline.json")
               if _original(results / name) is not None]
     return [results / name for name in dict.fromkeys(names) if (results / name).exists()]
@@ -539,6 +585,9 @@ def page_tables(results: Path = RESULTS) -> list[tuple[str, list[str]]]:
               ("gap", gap_table(ours, reference)),
               ("speed", speed_table([load_run(results / name) for name in SPEED_RUNS
                                      if (results / name).exists()])),
+              ("cpu repeat", repeat_table([(load_run(results / a), load_run(results / b))
+                                          for a, b in CPU_REPEATS
+                                          if (results / a).exists() and (results / b).exists()])),
               ("lossy copy", lossy_copy_table(both[0], both[1])),
               ("half hour", runs_table([load_ours(results / name) for name in HALF_HOUR_RUNS
                                         if (results / name).exists()])),
