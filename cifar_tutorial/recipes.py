@@ -432,6 +432,32 @@ HELD_OUT: tuple[str, ...] = ("val", "test")
 """The names of :func:`train_fast`'s held-out images, the validation split or the test set."""
 
 
+def _epoch_steps(steps: _Steps, images: np.ndarray, labels: np.ndarray, order: np.ndarray,
+                 step: int, total_steps: int, batch_size: int,
+                 bar: keras.utils.Progbar | None, trace: bool,
+                 ) -> tuple[int, float, float, int, float | None]:
+    """One epoch of :func:`train_fast`: whole batches of ``images[order]``, up to ``total_steps``.
+
+    Returns the steps done after it, the sum of the batches' losses, the number of
+    images classified right, the number seen, and (with ``trace``) the seconds of the
+    first step, which traces the graph (``None`` without ``trace``).
+    """
+    losses, correct, seen, tracing = 0.0, 0.0, 0, None
+    for b in range(len(order) // batch_size):
+        if step >= total_steps:
+            break
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        t0 = time.perf_counter()
+        loss, corr = steps.run(step, images[idx], labels[idx])
+        step += 1
+        losses, correct, seen = losses + loss, correct + corr, seen + len(idx)
+        if trace and tracing is None:
+            tracing = time.perf_counter() - t0
+        if bar is not None:
+            bar.update(b + 1, [("loss", losses / (b + 1)), ("accuracy", correct / seen)])
+    return step, losses, correct, seen, tracing
+
+
 def train_fast(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -569,24 +595,15 @@ def train_fast(
                                    stateful_metrics=["loss", "accuracy"]) if verbose >= 2 else None)
         try:
             augmented = augment_epoch(x_train, mask, rng, hyp.translate)
-            order = rng.permutation(n)
-            losses, correct, seen = 0.0, 0.0, 0
-            for b in range(steps_per_epoch):
-                if step >= total_steps:
-                    break
-                idx = order[b * hyp.batch_size : (b + 1) * hyp.batch_size]
-                t0 = time.perf_counter()
-                loss, corr = steps.run(step, augmented[idx], y_train[idx])
-                step += 1
-                losses, correct, seen = losses + loss, correct + corr, seen + len(idx)
-                if not traced:
-                    traced, tracing = True, time.perf_counter() - t0
-                    first_step = tracing if first_step is None else first_step
-                    t_epoch += tracing  # tracing is reported apart
-                if bar is not None:
-                    bar.update(b + 1, [("loss", losses / (b + 1)), ("accuracy", correct / seen)])
+            step, losses, correct, seen, tracing = _epoch_steps(
+                steps, augmented, y_train, rng.permutation(n), step, total_steps,
+                hyp.batch_size, bar, trace=not traced)
         except KeyboardInterrupt:
             raise interrupted(epoch - 1, len(history), checkpoint) from None
+        if tracing is not None:
+            traced = True
+            first_step = tracing if first_step is None else first_step
+            t_epoch += tracing  # tracing is reported apart
         dt = time.perf_counter() - t_epoch
         elapsed += dt
         acc = float("nan")
