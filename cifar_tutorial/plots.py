@@ -637,7 +637,7 @@ def map_grid(
     nrows = -(-n // ncols)
     extra = 0.3 if titles is not None else 0.05
     fig = Figure(figsize=(ncols * size, nrows * (size + extra) + (0.4 if title else 0)),
-                 layout="constrained", dpi=150)
+                 layout="constrained", dpi=DPI)
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
     for i, ax in enumerate(axes):
         if i >= n:

@@ -8,8 +8,8 @@ averages them over the *global* batch, and the epoch's metrics are Keras metrics
 updated inside the compiled step. :func:`cifar_tutorial.train.train` runs it with
 ``loop="custom"``.
 
-The label format is read from the labels themselves: a batch of integers (rank 1)
-or of one-hot rows (rank 2).
+The loss takes the labels in the format of the compiled loss (:func:`label_mode_of`);
+the accuracy reads either, a batch of integers (rank 1) or of one-hot rows (rank 2).
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ def compile_model(
         Integer labels use sparse categorical cross-entropy, one-hot rows the
         categorical one (chapter 2).
     label_smoothing : float
-        Label smoothing (one-hot only in Keras, so it forces ``"onehot"`` labels).
+        Label smoothing (one-hot labels only in Keras: with ``"sparse"`` it is
+        refused).
     weight_decay : float, optional
         Decoupled weight decay for ``"adamw"`` and ``"sgd"``.
 
