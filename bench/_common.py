@@ -228,7 +228,7 @@ def versions() -> dict[str, str]:
 
 
 def run_metadata(data_dir: str | os.PathLike | Mapping[str, Any] | None, argv: list[str] | None = None,
-                 ) -> dict[str, Any]:
+                 git: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Where a result came from: commit, command, machine, versions, time and data.
 
     Parameters
@@ -239,6 +239,10 @@ def run_metadata(data_dir: str | os.PathLike | Mapping[str, Any] | None, argv: l
     argv : list of str, optional
         The command line; ``sys.argv`` by default. Recorded with paths made
         relative to the project root.
+    git : dict, optional
+        :func:`git_state` taken when the run started; by default it is taken now.
+        A long run passes the state from its start: the code it trained with is
+        that commit's, whatever was committed while it ran.
 
     Returns
     -------
@@ -248,7 +252,7 @@ def run_metadata(data_dir: str | os.PathLike | Mapping[str, Any] | None, argv: l
         8601, seconds) and ``data`` (:func:`describe_data`).
     """
     return {
-        **git_state(),
+        **(git_state() if git is None else dict(git)),
         "argv": portable_argv(list(sys.argv if argv is None else argv)),
         "machine": describe_cpu(),
         "versions": versions(),

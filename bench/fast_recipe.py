@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from cifar_tutorial.data import read_image_folder
 
     hyp = hyperparameters_from(args)
+    started = _common.git_state()  # the code this run trains with, whatever is committed later
     t0 = time.perf_counter()
     (x_train, y_train), (x_test, y_test), _ = read_image_folder(args.data_dir)
     load_time = time.perf_counter() - t0
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"final test accuracy, TTA {level}: {accuracy:.4f}")
 
     result: dict[str, Any] = {
-        **_common.run_metadata(args.data_dir),
+        **_common.run_metadata(args.data_dir, git=started),
         "args": {**script_args(args), "data_dir": _common.portable_path(args.data_dir),
                  "out": args.out and _common.portable_path(args.out),
                  "checkpoint_dir": (args.checkpoint_dir

@@ -65,7 +65,14 @@ import numpy as np
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # a test loads this file by its path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_cpu, load_average, portable_args, run_metadata, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    describe_cpu,
+    git_state,
+    load_average,
+    portable_args,
+    run_metadata,
+    write_json,
+)
 
 from cifar_tutorial.errors import CifarTutorialError, UsageError  # noqa: E402
 
@@ -353,6 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from cifar_tutorial.data import read_image_folder
 
     require_packages()
+    started = git_state()  # the code this run trains with, whatever is committed later
     t0 = time.perf_counter()
     # The layout is checked first: a wrong folder fails in a fraction of a second.
     (x_train, y_train), (x_test, y_test), classes = read_image_folder(args.data_dir)
@@ -412,7 +420,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for level, acc in test_acc.items():
         print(f"final test accuracy, TTA level {level}: {acc:.4f}")
 
-    meta = run_metadata(args.data_dir)
+    meta = run_metadata(args.data_dir, git=started)
     return {
         **meta,
         "benchmark": "airbench94 (airbench.train94), the reference implementation, on the CPU",

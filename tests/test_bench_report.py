@@ -286,6 +286,9 @@ def test_run_metadata_names_commit_machine_and_data(common, tmp_path: Path) -> N
     assert meta["versions"]["keras"] and meta["utc"].endswith("+00:00")
     assert common.describe_data(tmp_path / "jpeg")["original"] is False
     assert common.describe_data(None)["format"] == "tfds"
+    # a long run records the commit it started from, not the one checked out at its end
+    started = {"commit": "f" * 40, "dirty": False}
+    assert {k: common.run_metadata(None, git=started)[k] for k in started} == started
 
 
 def test_paths_are_recorded_from_the_project_or_the_home_folder(common, tmp_path: Path,
