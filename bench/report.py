@@ -272,9 +272,8 @@ def repeat_table(pairs: Sequence[tuple[Run, Run]]) -> list[str]:
             cells, slowed = _run_cells(run)
             waited = waited or slowed
             lines.append(_row([_label(run), str(run.seed), *cells]))
-        # rounded as printed, so that the difference is that of the numbers shown
         lines.append(_row(["**second CPU − first**", "", "", "", "", *(
-            f"**{100 * (round(repeat.accuracy[level], 4) - round(first.accuracy[level], 4)):+.2f}**"
+            f"**{_points(repeat.accuracy[level], first.accuracy[level])}**"
             for level in LEVELS)]))
     return lines + (WAITED if waited else [])
 
@@ -306,6 +305,12 @@ def speed_table(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
+def _points(a: float, b: float) -> str:
+    """``a − b`` in percentage points, signed, from the accuracies as the tables print
+    them (four decimals), so that the difference is that of the numbers shown."""
+    return f"{100 * (round(a, 4) - round(b, 4)):+.2f}"
+
+
 def gap_table(ours: Sequence[Run], reference: Sequence[Run]) -> list[str]:
     """Markdown lines: mean test accuracy of both at each TTA level, and ours minus theirs."""
     if not ours or not reference:
@@ -318,7 +323,7 @@ def gap_table(ours: Sequence[Run], reference: Sequence[Run]) -> list[str]:
         a = round(statistics.mean(r.accuracy[level] for r in ours), 4)
         b = round(statistics.mean(r.accuracy[level] for r in reference), 4)
         lines.append(_row([level.replace("_", " + "), f"{a:.4f}", f"{b:.4f}",
-                           f"{100 * (a - b):+.2f} points"]))
+                           f"{_points(a, b)} points"]))
     return lines
 
 
@@ -555,7 +560,7 @@ def lossy_copy_table(ours: Sequence[Run], reference: Sequence[Run]) -> list[str]
             continue
         (a, n), (b, m) = means
         lines.append(_row([runs[0].implementation, f"{a:.4f} ({n} {_seeds(n)})",
-                           f"{b:.4f} ({m} {_seeds(m)})", f"{100 * (b - a):+.2f} points"]))
+                           f"{b:.4f} ({m} {_seeds(m)})", f"{_points(b, a)} points"]))
     return lines if len(lines) > 2 else []
 
 
