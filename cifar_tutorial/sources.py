@@ -6,7 +6,9 @@
   ``tfds.ImageFolder``'s order, leaving out the hidden files that it would read,
   after :func:`check_image_folder` has checked the layout (offline);
 - :func:`read_tfds` reads TFDS's ``cifar10``, downloading it once when its server
-  answers within seconds.
+  answers within seconds;
+- :func:`write_image_folder` writes arrays, such as Keras' ``cifar10.load_data()``,
+  as an image folder of lossless PNG files (the benchmarks page's runs read one).
 
 Both return uint8 arrays, and fail with a :class:`~cifar_tutorial.errors.DataError`
 whose message names the problem and how to get the data.
@@ -34,6 +36,7 @@ __all__ = [
     "check_image_folder",
     "read_image_folder",
     "read_tfds",
+    "write_image_folder",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -249,6 +252,62 @@ def read_image_folder(
             )
         out.append((np.concatenate(xs), np.concatenate(ys)))
     return out[0], out[1], names
+
+
+def write_image_folder(
+    root: str | os.PathLike,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    class_names: Sequence[str] = CLASS_NAMES,
+) -> Path:
+    """Write CIFAR-10 arrays as ``root/{train,test}/<class>/<index>.png``.
+
+    PNG is lossless, so :func:`read_image_folder` gives back the same pixels and
+    labels (in its own order). The files go to a sibling folder ending in
+    ``.partial`` first, which becomes ``root`` only once every file is written: an
+    interrupted run leaves no folder that looks complete.
+
+    Parameters
+    ----------
+    root : path
+        The folder to create; it must not exist yet.
+    train, test : tuple of arrays
+        ``(images, labels)``: uint8 images of shape ``(n, 32, 32, 3)`` and integer
+        labels of shape ``(n,)`` or ``(n, 1)``, as ``keras.datasets.cifar10.load_data()``
+        returns them.
+    class_names : sequence of str
+        The folder name of each label.
+
+    Returns
+    -------
+    Path
+        ``root``.
+
+    Raises
+    ------
+    DataError
+        If ``root`` exists, or the arrays are not CIFAR-10's shapes and labels.
+    """
+    root = Path(root)
+    if root.exists():
+        raise DataError(f"{root} exists already; write_image_folder makes a new folder: "
+                        "name one that does not exist, or remove this one")
+    for split, (x, y) in zip(SPLITS, (train, test)):
+        y = np.asarray(y).reshape(-1)
+        if x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or len(x) != len(y):
+            raise DataError(f"the {split} images must be uint8 of shape (n, 32, 32, 3) with one "
+                            f"label each; got {x.dtype} {x.shape} and {len(y)} labels")
+        if len(y) and not 0 <= y.min() <= y.max() < len(class_names):
+            raise DataError(f"the {split} labels must lie in 0..{len(class_names) - 1}; "
+                            f"got {y.min()}..{y.max()}")
+    partial = root.with_name(root.name + ".partial")
+    for split, (x, y) in zip(SPLITS, (train, test)):
+        for name in class_names:
+            (partial / split / name).mkdir(parents=True, exist_ok=True)
+        for index, (image, label) in enumerate(zip(x, np.asarray(y).reshape(-1))):
+            Image.fromarray(image).save(partial / split / class_names[label] / f"{index:05d}.png")
+    partial.rename(root)
+    return root
 
 
 def _decode_checked(path, label):

@@ -139,3 +139,44 @@ def test_hanging_probe_does_not_keep_the_process_alive() -> None:
     answer, returned = done.stdout.split()
     assert answer == "False", done.stderr
     assert ended - float(returned) < 20  # the 60 s probe was left behind (TF's import not timed)
+
+
+def _arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+            rng.permutation(np.arange(n) % 10))
+
+
+def test_write_image_folder_round_trips_pixels_and_labels(tmp_path: Path) -> None:
+    (x_train, y_train), test = _arrays(30, 0), _arrays(10, 1)
+    # Keras' load_data gives labels of shape (n, 1)
+    root = sources.write_image_folder(tmp_path / "cifar10", (x_train, y_train[:, None]), test)
+    assert root == tmp_path / "cifar10"
+    assert not (tmp_path / "cifar10.partial").exists()
+    (x_tr, y_tr), (x_te, y_te), names = sources.read_image_folder(root)
+    assert list(names) == list(sources.CLASS_NAMES)
+    for (x, y), (x_read, y_read) in [((x_train, y_train), (x_tr, y_tr)), (test, (x_te, y_te))]:
+        written = sorted((image.tobytes(), int(label)) for image, label in zip(x, y))
+        read = sorted((image.tobytes(), int(label)) for image, label in zip(x_read, y_read))
+        assert written == read
+
+
+def test_write_image_folder_keeps_an_existing_folder(tmp_path: Path) -> None:
+    root = tmp_path / "cifar10"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(errors.DataError, match="exists already"):
+        sources.write_image_folder(root, _arrays(10, 0), _arrays(10, 1))
+    assert [p.name for p in root.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("bad", ["label", "shape"])
+def test_write_image_folder_refuses_what_is_not_cifar10(tmp_path: Path, bad: str) -> None:
+    x, y = _arrays(10, 0)
+    if bad == "label":
+        y = y + 1  # the largest label becomes 10
+    else:
+        x = x[:, :16]
+    with pytest.raises(errors.DataError, match="labels must lie" if bad == "label" else "shape"):
+        sources.write_image_folder(tmp_path / "cifar10", (x, y), _arrays(10, 1))
+    assert list(tmp_path.iterdir()) == []
