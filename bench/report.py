@@ -155,12 +155,13 @@ SPEED_RUNS: tuple[str, ...] = ("fast_recipe_2ep_speed_seed0.json",
                                "peer_airbench_2ep_speed_seed0.json")
 
 
-#: Runs repeated on a second CPU with the same command (seed, epochs, precision), as
+#: Runs repeated on a second CPU with the same settings (seed, epochs, precision), as
 #: (first, repeat) files under ``bench/results``: how much the CPU alone moves a run's
 #: accuracy (the page's "same seed, two CPUs" table, :func:`repeat_table`). A repeat
 #: lives in a folder named after its CPU, so that the equal-epoch tables leave it out.
-CPU_REPEATS: tuple[tuple[str, str], ...] = (
-    ("fast_recipe_9.9ep_original_seed1.json", "zen1/fast_recipe_9.9ep_original_seed1.json"),)
+CPU_REPEATS: tuple[tuple[str, str], ...] = tuple(
+    (f"fast_recipe_9.9ep_original_seed{seed}.json",
+     f"zen1/fast_recipe_9.9ep_original_seed{seed}.json") for seed in (0, 1))
 
 
 #: The file code of the recipe's plain runs on the original images
