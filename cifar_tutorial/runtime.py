@@ -220,7 +220,7 @@ def describe_run(full_minutes: float, measured_on: str = "epyc-zen3") -> str:
 
     Chapter setup cells print this line, so that a reader knows what to expect
     before training starts. Machines differ by up to ten times, so besides the
-    minutes the full run took where the book's outputs were made, it estimates
+    minutes the full run took on the CPU that made the stored outputs, it estimates
     the minutes on the reader's machine from :func:`speed_probe` (about a second)
     scaled by that machine's probe (:data:`MACHINES`). The estimate holds for
     float32 training; a CPU with bfloat16 matrix units (chapter 9) may do better.
@@ -244,8 +244,8 @@ def describe_run(full_minutes: float, measured_on: str = "epyc-zen3") -> str:
         return "Tiny run: a few hundred images for a step or two."
     length = _minutes(full_minutes)
     here = full_minutes * machine.probe_images_per_s / speed_probe()
-    made = (f"Full run: {length} on 2 cores of {machine.name},\n"
-            f"where the book's outputs were made; on this machine {_minutes(here)}.")
+    made = (f"Full run: {length} on 2 cores of {machine.name};\n"
+            f"on this machine {_minutes(here)}.")
     if mode == "full":
         return (
             f"{made}\n"

@@ -40,7 +40,7 @@ def test_describe_run_speaks_to_readers(mode, monkeypatch) -> None:
     monkeypatch.setattr(runtime, "speed_probe", lambda: 2 * reference.probe_images_per_s)
     mode("full")
     full = runtime.describe_run(10)
-    assert full.startswith(f"Full run: about 10 minutes on 2 cores of {reference.name},")
+    assert full.startswith(f"Full run: about 10 minutes on 2 cores of {reference.name};")
     assert "on this machine about 5 minutes." in full
     assert runtime.QUICK_ENV in full and "tasks.py lab --quick" in full
     assert "under a minute" in runtime.describe_run(0.5)
