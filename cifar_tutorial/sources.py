@@ -10,7 +10,7 @@
 - :func:`write_image_folder` writes arrays, such as Keras' ``cifar10.load_data()``,
   as an image folder of lossless PNG files (the benchmarks page's runs read one).
 
-Both return uint8 arrays, and fail with a :class:`~cifar_tutorial.errors.DataError`
+The two readers return uint8 arrays; all three fail with a :class:`~cifar_tutorial.errors.DataError`
 whose message names the problem and how to get the data.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import threading
 from collections.abc import Sequence
@@ -265,7 +266,8 @@ def write_image_folder(
     PNG is lossless, so :func:`read_image_folder` gives back the same pixels and
     labels (in its own order). The files go to a sibling folder ending in
     ``.partial`` first, which becomes ``root`` only once every file is written: an
-    interrupted run leaves no folder that looks complete.
+    interrupted run leaves no folder that looks complete, and the next run starts
+    that sibling afresh.
 
     Parameters
     ----------
@@ -292,8 +294,8 @@ def write_image_folder(
     if root.exists():
         raise DataError(f"{root} exists already; write_image_folder makes a new folder: "
                         "name one that does not exist, or remove this one")
-    for split, (x, y) in zip(SPLITS, (train, test)):
-        y = np.asarray(y).reshape(-1)
+    splits = [(split, x, np.asarray(y).reshape(-1)) for split, (x, y) in zip(SPLITS, (train, test))]
+    for split, x, y in splits:
         if x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE or len(x) != len(y):
             raise DataError(f"the {split} images must be uint8 of shape (n, 32, 32, 3) with one "
                             f"label each; got {x.dtype} {x.shape} and {len(y)} labels")
@@ -301,10 +303,11 @@ def write_image_folder(
             raise DataError(f"the {split} labels must lie in 0..{len(class_names) - 1}; "
                             f"got {y.min()}..{y.max()}")
     partial = root.with_name(root.name + ".partial")
-    for split, (x, y) in zip(SPLITS, (train, test)):
+    shutil.rmtree(partial, ignore_errors=True)  # what an interrupted run left
+    for split, x, y in splits:
         for name in class_names:
             (partial / split / name).mkdir(parents=True, exist_ok=True)
-        for index, (image, label) in enumerate(zip(x, np.asarray(y).reshape(-1))):
+        for index, (image, label) in enumerate(zip(x, y)):
             Image.fromarray(image).save(partial / split / class_names[label] / f"{index:05d}.png")
     partial.rename(root)
     return root

@@ -161,6 +161,15 @@ def test_write_image_folder_round_trips_pixels_and_labels(tmp_path: Path) -> Non
         assert written == read
 
 
+def test_write_image_folder_starts_afresh_after_an_interrupted_run(tmp_path: Path) -> None:
+    leftover = tmp_path / "cifar10.partial" / "train" / "cat" / "99999.png"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a file")
+    root = sources.write_image_folder(tmp_path / "cifar10", _arrays(10, 0), _arrays(10, 1))
+    assert sum(1 for _ in root.glob("*/*/*.png")) == 20
+    assert not (tmp_path / "cifar10.partial").exists()
+
+
 def test_write_image_folder_keeps_an_existing_folder(tmp_path: Path) -> None:
     root = tmp_path / "cifar10"
     root.mkdir()
